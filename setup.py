@@ -1,0 +1,63 @@
+"""Packaging for trun: a Python workflow library with a central scheduler (trund)."""
+import os
+
+from setuptools import find_packages, setup
+
+here = os.path.abspath(os.path.dirname(__file__))
+about = {}
+with open(os.path.join(here, "trun", "__version__.py")) as f:
+    exec(f.read(), about)
+
+with open(os.path.join(here, "README.rst")) as f:
+    long_description = f.read()
+
+extras = {
+    "toml": ["tomli>=1.1; python_version<'3.11'"],
+    "prometheus": ["prometheus-client>=0.17"],
+    "postgres": ["psycopg[binary]>=3.1"],
+    "history": ["SQLAlchemy>=2.0"],
+    "jsonschema": ["jsonschema>=4"],
+    "docs": ["sphinx>=7"],
+}
+extras["test"] = [
+    "pytest>=7",
+    "pytest-timeout>=2",
+    "pytest-xdist>=3",
+    "hypothesis>=6",
+    "aiosmtpd>=1.4",
+    "psutil>=5",
+    "ruff",
+] + extras["toml"] + extras["jsonschema"]
+
+setup(
+    name="trun",
+    version=about["__version__"],
+    description="Workflow library: steps, targets and a central scheduler that never runs a step twice",
+    long_description=long_description,
+    long_description_content_type="text/x-rst",
+    python_requires=">=3.10",
+    packages=find_packages(include=["trun", "trun.*"]),
+    package_data={"trun": ["py.typed", "static/**/*", "templates/*"]},
+    include_package_data=True,
+    install_requires=[
+        "tornado>=6,<7",
+        "python-daemon>=3",
+        "python-dateutil>=2.8",
+        "tenacity>=8",
+        "typing-extensions>=4.6",
+    ],
+    extras_require=extras,
+    entry_points={
+        "console_scripts": [
+            "trun=trun.cmdline:trun_run",
+            "trund=trun.cmdline:trund",
+            "trun-deps=trun.tools.deps:main",
+            "trun-deps-tree=trun.tools.deps_tree:main",
+            "trun-grep=trun.tools.trun_grep:main",
+        ],
+    },
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Typing :: Typed",
+    ],
+)
