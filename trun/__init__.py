@@ -51,7 +51,7 @@ _SUBMODULES = {
     "step", "target", "rpc", "parameter", "configuration", "interface", "local_target",
     "event", "step_register", "step_status", "worker", "scheduler", "format", "mock",
     "util", "date_interval", "freezing", "execution_summary", "retcodes", "lock",
-    "notifications", "cmdline", "cmdline_parser", "server", "tools", "contrib",
+    "notifications", "cmdline", "cmdline_parser", "server", "tools", "contrib", "testing",
 }
 
 __all__ = sorted(_LAZY_NAMES) + ["__version__"]
@@ -79,6 +79,5 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from trun.local_target import LocalTarget
     from trun.parameter import *  # noqa: F403
     from trun.rpc import RemoteScheduler, RPCError
-    from trun.step import (Config, DynamicRequirements, ExternalStep, Step,
-                           WrapperStep, auto_namespace, namespace)
+    from trun.step import Config, DynamicRequirements, ExternalStep, Step, WrapperStep, auto_namespace, namespace
     from trun.target import Target
