@@ -26,6 +26,8 @@ extras["test"] = [
     "hypothesis>=6",
     "aiosmtpd>=1.4",
     "psutil>=5",
+    "pygments",
+    "moto[ses,sns]>=5",
     "ruff",
 ] + extras["toml"] + extras["jsonschema"]
 

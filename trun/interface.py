@@ -168,11 +168,24 @@ def _attach_progress(worker: Any, env_params: core) -> Any:
     return reporter
 
 
+def _register_builtin_steps() -> None:
+    """Import the modules whose steps and ``Config`` sections the command line must know.
+
+    Their parameters become flags (``--worker-keep-alive``, ``--email-force-send``) and
+    their steps become runnable by name (``RangeDaily``, ``TestNotificationsStep``).
+    Done here rather than at ``import trun`` to keep that import fast.
+    """
+    import trun.notifications  # noqa: F401
+    import trun.tools.range  # noqa: F401
+    import trun.worker  # noqa: F401
+
+
 def _run(cmdline_args: Sequence[str] | None = None, main_step_cls: Any = None,
          worker_scheduler_factory: Any = None, use_dynamic_argparse: Any = None,
          local_scheduler: bool = False, detailed_summary: bool = False) -> TrunRunResult:
     from trun.cmdline_parser import CmdlineParser
 
+    _register_builtin_steps()
     if use_dynamic_argparse is not None:
         warnings.warn("use_dynamic_argparse is deprecated, don't set it.", DeprecationWarning, stacklevel=3)
     if cmdline_args is None:
