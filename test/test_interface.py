@@ -203,7 +203,7 @@ def test_core_defaults_match_luigi():
     c = core()
     assert (c.local_scheduler, c.scheduler_host, c.scheduler_port, c.scheduler_url) == (False, "localhost", 8082, "")
     assert (c.lock_size, c.no_lock, c.take_lock, c.workers) == (1, False, False, 1)
-    assert c.lock_pid_dir == os.path.join(tempfile.gettempdir(), "trun")
+    assert c.lock_pid_dir == os.path.join(tempfile.gettempdir(), "trun-locks")
     assert (c.logging_conf_file, c.log_level, c.module) == ("", "DEBUG", "")
     assert (c.parallel_scheduling, c.parallel_scheduling_processes, c.assistant) == (False, 0, False)
     assert (c.help, c.help_all, c.no_progress) == (False, False, False)

@@ -62,8 +62,10 @@ class core(Config):
         default=1, description="Maximum number of workers running the same command")
     no_lock = parameter.BoolParameter(
         default=False, description="Ignore if similar process is already running")
+    # Not "<tmp>/trun" as Luigi's "<tmp>/luigi": a directory named like the package in
+    # the temp dir shadows an editable install for anyone running Python from there.
     lock_pid_dir = parameter.Parameter(
-        default=os.path.join(tempfile.gettempdir(), "trun"),
+        default=os.path.join(tempfile.gettempdir(), "trun-locks"),
         description="Directory to store the pid file")
     take_lock = parameter.BoolParameter(
         default=False, description="Signal other processes to stop getting work if already running")
