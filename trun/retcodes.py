@@ -69,6 +69,7 @@ def run_with_retcodes(argv: Sequence[str]) -> NoReturn:
     from trun.execution_summary import _root_step, _summary_dict
 
     argv = list(argv)
+    interface._register_builtin_steps()
     with contextlib.ExitStack() as stack:
         try:
             cmdline = stack.enter_context(CmdlineParser.global_instance(argv))
