@@ -26,22 +26,25 @@ os.environ.pop("TRUN_CONFIG_PARSER", None)
 def _isolate_trun_globals(monkeypatch, tmp_path):
     """Fresh instance cache and configuration for each test."""
     monkeypatch.chdir(tmp_path)  # no stray trun.cfg from the cwd
-    try:
-        from trun.step_register import Register
-        Register.clear_instance_cache()
-    except ImportError:
-        pass
-    try:
-        from trun import configuration
-        configuration.reset_config()
-    except (ImportError, AttributeError):
-        pass
+    from trun.step_register import Register
+    Register.clear_instance_cache()
+    # Step classes defined inside a test are forgotten after it, so two tests may
+    # both define a ``Flagged`` step without making the family ambiguous.
+    registered_before = len(Register._reg)
+    namespaces_before = dict(Register._default_namespace_dict)
+    from trun import configuration
+    configuration.reset_config()
     yield
-    try:
-        from trun import configuration
-        configuration.reset_config()
-    except (ImportError, AttributeError):
-        pass
+    # Only classes defined inside functions: a module imported during the test
+    # (trun.tools.range, say) keeps its steps registered for the tests after it.
+    Register._reg[registered_before:] = [
+        cls for cls in Register._reg[registered_before:] if "<locals>" not in cls.__qualname__]
+    Register._default_namespace_dict.clear()
+    Register._default_namespace_dict.update(namespaces_before)
+    Register._reg_generation += 1
+    Register.clear_instance_cache()
+    from trun import configuration
+    configuration.reset_config()
 
 
 def find_free_port() -> int:
