@@ -1,0 +1,756 @@
+"""The HTTP face of ``trund``: a single-threaded Tornado app serving the scheduler's RPC methods.
+
+Wire protocol (Luigi's, renamed): ``GET`` or ``POST /api/<method>`` with the
+keyword arguments as one JSON object in the form or query field ``data`` (a
+``Content-Type: application/json`` body holding the object is accepted too).
+The answer is ``{"response": <result>}``. Every mistake of the caller gets a
+4xx answer with a JSON body ``{"error": "..."}`` naming what was wrong —
+unknown method (404, with "Did you mean ...?"), malformed JSON, ``data`` not
+an object, unknown or missing arguments, arguments of the wrong basic type
+(400), a body over ``[scheduler] max_body_size`` (413). An exception inside
+the scheduler answers 500 with a JSON body and is logged; the server keeps
+serving. ``HEAD /`` answers 204 (health check); ``GET /`` shows the visualiser
+when it is installed, else a small status page.
+
+Methods are dispatched through ``trun.scheduler.RPC_METHODS`` (name →
+``inspect.Signature``): the signature both validates the arguments and bounds
+what can be called — nothing else on the scheduler is reachable.
+
+After every request the scheduler's changes (``drain_changes()``) are appended
+to the journal of :class:`trun.state_store.StateStore` *before* the answer is
+sent, so an acknowledged ``add_step(status=DONE)`` survives ``kill -9``.
+
+Hazards: everything — handlers, the 60 s prune, journaling — runs on the one
+IOLoop thread; the scheduler is not thread-safe and must never be touched from
+another thread. A slow scheduler call blocks every other client meanwhile.
+Periodic snapshots are written by a forked child (see
+:mod:`trun.state_store`); the only other threads (the history pages' pool) must
+never touch the scheduler.
+"""
+from __future__ import annotations
+
+import asyncio
+import difflib
+import html
+import inspect
+import json
+import logging
+import os
+import signal
+import socket
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import tornado.httpserver
+import tornado.httputil
+import tornado.ioloop
+import tornado.netutil
+import tornado.web
+
+from trun.state_store import BadStateError, LoadedState, StateStore
+
+__all__ = ["BadStateError", "DEFAULT_MAX_BODY_SIZE", "DEFAULT_STATE_PATH", "CorsSettings", "TrundServer", "app", "run"]
+
+logger = logging.getLogger("trun.server")
+
+DEFAULT_STATE_PATH = "/var/lib/trun-server/state"
+DEFAULT_MAX_BODY_SIZE = 10 * 1024 * 1024
+PRUNE_INTERVAL_SECONDS = 60.0
+#: How often the IOLoop checks whether a snapshot is due or a background one has finished.
+HOUSEKEEPING_INTERVAL_SECONDS = 1.0
+
+_STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
+_VISUALISER_INDEX = os.path.join(_STATIC_DIR, "visualiser", "index.html")
+
+_STATUSES_ON_STATUS_PAGE = ("PENDING", "RUNNING", "BATCH_RUNNING", "DONE", "FAILED", "DISABLED", "UNKNOWN")
+
+
+class RequestError(Exception):
+    """A caller's mistake: answered with ``status`` and ``{"error": message}``."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+# ---------------------------------------------------------------- configuration
+def _config() -> Any:
+    from trun.configuration import get_config
+    return get_config()
+
+
+@dataclass(frozen=True)
+class CorsSettings:
+    """The ``[cors]`` section (Luigi's keys and defaults)."""
+
+    enabled: bool = False
+    allowed_origins: tuple[str, ...] = ()
+    allow_any_origin: bool = False
+    allow_null_origin: bool = False
+    max_age: int = 86400
+    allowed_methods: str = "GET, OPTIONS"
+    allowed_headers: str = "Accept, Content-Type, Origin"
+    exposed_headers: str = ""
+    allow_credentials: bool = False
+
+    @classmethod
+    def from_config(cls) -> CorsSettings:
+        """Read ``[cors]``; ``allowed_origins`` is a JSON list (a comma-separated list is accepted too)."""
+        config = _config()
+        raw_origins = config.get("cors", "allowed_origins", "")
+        origins: list[str]
+        if isinstance(raw_origins, (list, tuple)):
+            origins = [str(o) for o in raw_origins]
+        elif str(raw_origins).strip():
+            try:
+                parsed = json.loads(raw_origins)
+                origins = [str(o) for o in parsed] if isinstance(parsed, list) else [str(parsed)]
+            except ValueError:
+                origins = [o.strip() for o in str(raw_origins).split(",")]
+        else:
+            origins = []
+        # Wildcards only count through the explicit allow_* switches, as in Luigi.
+        origins = [o for o in origins if o and o not in ("*", "null")]
+        return cls(
+            enabled=config.getboolean("cors", "enabled", False),
+            allowed_origins=tuple(origins),
+            allow_any_origin=config.getboolean("cors", "allow_any_origin", False),
+            allow_null_origin=config.getboolean("cors", "allow_null_origin", False),
+            max_age=config.getint("cors", "max_age", 86400),
+            allowed_methods=config.get("cors", "allowed_methods", "GET, OPTIONS"),
+            allowed_headers=config.get("cors", "allowed_headers", "Accept, Content-Type, Origin"),
+            exposed_headers=config.get("cors", "exposed_headers", ""),
+            allow_credentials=config.getboolean("cors", "allow_credentials", False),
+        )
+
+
+# ---------------------------------------------------------------- argument checks
+def _split_top_level(text: str, separator: str) -> list[str]:
+    parts, depth, current = [], 0, []
+    for char in text:
+        if char == "[":
+            depth += 1
+        elif char == "]":
+            depth -= 1
+        if char == separator and depth == 0:
+            parts.append("".join(current).strip())
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current).strip())
+    return [p for p in parts if p]
+
+
+_JSON_KINDS: dict[str, tuple[type, ...] | None] = {
+    "str": (str,), "int": (int,), "float": (int, float), "bool": (bool,),
+    "list": (list,), "List": (list,), "tuple": (list,), "Tuple": (list,), "set": (list,), "Set": (list,),
+    "frozenset": (list,), "Sequence": (list,), "Iterable": (list,), "Collection": (list,),
+    "dict": (dict,), "Dict": (dict,), "Mapping": (dict,), "MutableMapping": (dict,),
+    "None": (type(None),), "NoneType": (type(None),),
+    "StepStatus": (str,),
+}
+_KIND_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+               list: "a list", dict: "an object", type(None): "null"}
+
+
+def _annotation_kinds(annotation: Any) -> tuple[type, ...] | None:
+    """JSON value types an annotation admits, or None when it admits anything (or we cannot tell)."""
+    if annotation is inspect.Parameter.empty or annotation is Any:
+        return None
+    if not isinstance(annotation, str):
+        origin = typing.get_origin(annotation)
+        if origin is typing.Union or (origin is not None and getattr(origin, "__name__", "") == "UnionType"):
+            kinds: list[type] = []
+            for arg in typing.get_args(annotation):
+                sub = _annotation_kinds(arg)
+                if sub is None:
+                    return None
+                kinds.extend(sub)
+            return tuple(kinds)
+        target = origin or annotation
+        name = "None" if target is None else getattr(target, "__name__", str(target))
+        return _JSON_KINDS.get(name)
+    text = annotation.strip()
+    alternatives = _split_top_level(text, "|")
+    if len(alternatives) > 1:
+        kinds = []
+        for alternative in alternatives:
+            sub = _annotation_kinds(alternative)
+            if sub is None:
+                return None
+            kinds.extend(sub)
+        return tuple(kinds)
+    base, _, rest = text.partition("[")
+    base = base.rsplit(".", 1)[-1].strip()
+    if base in ("Optional", "Union"):
+        inner = rest[:-1] if rest.endswith("]") else rest
+        kinds = [type(None)] if base == "Optional" else []
+        for alternative in _split_top_level(inner, ","):
+            sub = _annotation_kinds(alternative)
+            if sub is None:
+                return None
+            kinds.extend(sub)
+        return tuple(kinds)
+    return _JSON_KINDS.get(base)
+
+
+def _type_problem(annotation: Any, value: Any) -> str | None:
+    """Describe the expected form when ``value`` (decoded JSON) does not fit ``annotation``."""
+    kinds = _annotation_kinds(annotation)
+    if kinds is None:
+        return None
+    # JSON true/false are Python bools, which are ints: an int parameter must not take them.
+    if isinstance(value, bool):
+        fits = bool in kinds
+    else:
+        fits = isinstance(value, kinds)
+    if fits:
+        return None
+    expected = " or ".join(dict.fromkeys(_KIND_NAMES.get(k, k.__name__) for k in kinds))
+    return f"expected {expected}, got {_describe_json(value)}"
+
+
+def _describe_json(value: Any) -> str:
+    for kind, name in _KIND_NAMES.items():
+        if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+            return f"{name} ({json.dumps(value)[:40]})"
+    return type(value).__name__
+
+
+def _luigi_rename(name: str) -> str:
+    return name.replace("tasks", "steps").replace("task", "step").replace("Task", "Step")
+
+
+def _did_you_mean(name: str, candidates: typing.Iterable[str]) -> str:
+    candidates = list(candidates)
+    renamed = _luigi_rename(name)
+    if renamed != name and renamed in candidates:
+        return f"; did you mean {renamed!r}? (trund renames Luigi's task to step)"
+    close = difflib.get_close_matches(name, candidates, n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _rpc_parameters(signature: inspect.Signature) -> list[inspect.Parameter]:
+    params = list(signature.parameters.values())
+    if params and params[0].name in ("self", "cls"):
+        params = params[1:]
+    return params
+
+
+def bind_rpc_arguments(method: str, signature: inspect.Signature, arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """Check decoded ``arguments`` against the RPC method's signature; return the keyword arguments.
+
+    Raises :class:`RequestError` (400) naming the unknown, missing or mistyped argument.
+    """
+    params = _rpc_parameters(signature)
+    named = {p.name: p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params)
+    if not takes_any:
+        unknown = [name for name in arguments if name not in named]
+        if unknown:
+            first = unknown[0]
+            raise RequestError(400, f"unknown argument {first!r} for {method}"
+                                    f"{_did_you_mean(first, named)}; {method} takes: {', '.join(named) or 'nothing'}")
+    missing = [name for name, p in named.items() if p.default is p.empty and name not in arguments]
+    if missing:
+        raise RequestError(400, f"missing required argument{'s' if len(missing) > 1 else ''} "
+                                f"{', '.join(repr(m) for m in missing)} for {method}")
+    for name, value in arguments.items():
+        param = named.get(name)
+        if param is None:
+            continue
+        problem = _type_problem(param.annotation, value)
+        if problem:
+            raise RequestError(400, f"argument {name!r} of {method}: {problem}")
+    return dict(arguments)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (set, frozenset)):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, default=_json_default)
+
+
+def _rpc_methods() -> Mapping[str, inspect.Signature]:
+    from trun.scheduler import RPC_METHODS
+    return RPC_METHODS
+
+
+# ---------------------------------------------------------------- handlers
+class _JsonErrorsMixin(tornado.web.RequestHandler):
+    """Errors raised by Tornado itself (405, 404 ...) answer JSON like ours."""
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.finish(_dumps({"error": self._reason or tornado.httputil.responses.get(status_code, "error")}))
+
+
+class NotFoundHandler(_JsonErrorsMixin):
+    """Any path that is not served: 404 with a JSON body."""
+
+    def prepare(self) -> None:
+        self.set_status(404)
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.finish(_dumps({"error": f"no such page {self.request.path!r}; the RPC API lives under /api/<method>"}))
+
+
+@tornado.web.stream_request_body
+class RPCHandler(_JsonErrorsMixin):
+    """``/api/<method>``: decode, validate, call the scheduler, journal the changes, answer."""
+
+    def initialize(self, server: TrundServer) -> None:
+        self._server = server
+        self._chunks: list[bytes] = []
+        self._received = 0
+        self._too_large = False
+
+    def prepare(self) -> None:
+        limit = self._server.max_body_size
+        declared_header = self.request.headers.get("Content-Length", "")
+        declared = int(declared_header) if declared_header.isdigit() else 0
+        if declared > limit:
+            # Read and discard the body so the client sees our JSON answer
+            # instead of a reset connection in the middle of its upload.
+            self._too_large = True
+        # Tornado's own cap (a bare 400 and a closed connection) only for absurd sizes.
+        self.request.connection.set_max_body_size(max(limit, min(declared, 8 * limit)) + 1)
+
+    def data_received(self, chunk: bytes) -> None:
+        self._received += len(chunk)
+        if self._received > self._server.max_body_size:
+            self._too_large = True
+        if not self._too_large:
+            self._chunks.append(chunk)
+        else:
+            self._chunks.clear()
+
+    def options(self, method: str) -> None:
+        cors = self._server.cors
+        if cors.enabled:
+            self._cors_preflight(cors)
+        self.set_status(204)
+        self.finish()
+
+    def get(self, method: str) -> None:
+        try:
+            if self._too_large:
+                raise RequestError(413, f"request body is larger than {self._server.max_body_size} bytes "
+                                        "([scheduler] max_body_size)")
+            arguments = self._decode_arguments()
+            result = self._server.call(method, arguments)
+        except RequestError as exc:
+            self._answer(exc.status, {"error": exc.message})
+            return
+        self._answer(200, result)
+
+    post = get
+
+    def _answer(self, status: int, body: Any) -> None:
+        if self._server.cors.enabled:
+            self._cors_headers(self._server.cors)
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        if isinstance(body, str):
+            self.finish(body)
+        else:
+            self.finish(_dumps(body))
+
+    def _decode_arguments(self) -> dict[str, Any]:
+        body = b"".join(self._chunks)
+        content_type = self.request.headers.get("Content-Type", "")
+        payload: str | None = None
+        if body.strip():
+            if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+                form: dict[str, list[bytes]] = {}
+                try:
+                    tornado.httputil.parse_body_arguments(content_type, body, form, {}, self.request.headers)
+                except Exception as exc:  # Tornado >= 6.5 raises on malformed forms
+                    raise RequestError(400, f"malformed form body ({exc}); send data=<JSON object>") from exc
+                if "data" in form:
+                    payload = self._text(form["data"][-1])
+            else:
+                # A JSON body is the arguments object itself.
+                return self._parse_json_object(self._text(body), "request body")
+        if payload is None:
+            values = self.request.query_arguments.get("data")
+            payload = self._text(values[-1]) if values else "{}"
+        return self._parse_json_object(payload, "'data'")
+
+    @staticmethod
+    def _text(raw: bytes) -> str:
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise RequestError(400, f"arguments are not UTF-8 text ({exc})") from exc
+
+    @staticmethod
+    def _parse_json_object(text: str, where: str) -> dict[str, Any]:
+        if not text.strip():
+            return {}
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            raise RequestError(400, f"{where} is not valid JSON ({exc}); send the arguments as one JSON object, "
+                                    'e.g. data={"worker": "w1"}') from exc
+        if not isinstance(value, dict):
+            raise RequestError(400, f"{where} must be a JSON object of arguments, got {_describe_json(value)}")
+        return value
+
+    # CORS, following Luigi's [cors] semantics.
+    def _allowed_origin(self, cors: CorsSettings) -> str | None:
+        origin = self.request.headers.get("Origin")
+        if not origin:
+            return None
+        if origin == "null":
+            return "null" if cors.allow_null_origin else None
+        if cors.allow_any_origin:
+            return "*"
+        return origin if origin in cors.allowed_origins else None
+
+    def _cors_headers(self, cors: CorsSettings) -> None:
+        allowed = self._allowed_origin(cors)
+        if allowed is None:
+            return
+        self.set_header("Access-Control-Allow-Origin", allowed)
+        if allowed not in ("*", "null"):
+            self.set_header("Vary", "Origin")
+        if cors.allow_credentials:
+            self.set_header("Access-Control-Allow-Credentials", "true")
+        if cors.exposed_headers:
+            self.set_header("Access-Control-Expose-Headers", cors.exposed_headers)
+
+    def _cors_preflight(self, cors: CorsSettings) -> None:
+        if self._allowed_origin(cors) is None:
+            return
+        self._cors_headers(cors)
+        self.set_header("Access-Control-Allow-Methods", cors.allowed_methods)
+        self.set_header("Access-Control-Allow-Headers", cors.allowed_headers)
+        self.set_header("Access-Control-Max-Age", str(cors.max_age))
+
+
+class RootPathHandler(_JsonErrorsMixin):
+    """``HEAD /`` → 204 (health); ``GET /`` → the visualiser, or a status page until it is installed."""
+
+    def initialize(self, server: TrundServer) -> None:
+        self._server = server
+
+    def head(self) -> None:
+        self.set_status(204)
+        self.finish()
+
+    def get(self) -> None:
+        if os.path.exists(_VISUALISER_INDEX):
+            # Relative, so it also works behind a reverse proxy that adds a path prefix.
+            self.redirect("static/visualiser/index.html")
+            return
+        rows = "".join(f"<tr><td>{html.escape(status)}</td><td>{count}</td></tr>"
+                       for status, count in self._server.status_counts().items())
+        self.set_header("Content-Type", "text/html; charset=UTF-8")
+        self.finish(
+            "<!doctype html><html><head><title>trund</title></head><body>"
+            "<h1>trund</h1><table><tr><th>status</th><th>steps</th></tr>"
+            f"{rows}</table><p>API: <code>/api/&lt;method&gt;</code></p></body></html>")
+
+
+def _log_request(handler: tornado.web.RequestHandler) -> None:
+    # Successful RPCs are the steady heartbeat of every worker: keep them at DEBUG.
+    status = handler.get_status()
+    if status < 400:
+        log = logging.getLogger("tornado.access").debug
+    elif status < 500:
+        log = logging.getLogger("tornado.access").warning
+    else:
+        log = logging.getLogger("tornado.access").error
+    log("%d %s %.2fms", status, handler._request_summary(), 1000.0 * handler.request.request_time())
+
+
+def app(server: TrundServer) -> tornado.web.Application:
+    """The Tornado application serving ``server``.
+
+    Routes: ``/api/<method>``, then the web UI of :mod:`trun.visualiser` (``/``,
+    ``/static/...``, ``/metrics``, ``/history...``); without that module, a
+    status page at ``/``.
+    """
+    handlers: list[Any] = [(r"/api/([^/]*)", RPCHandler, {"server": server})]
+    try:
+        from trun.visualiser import ui_routes
+    except ImportError:
+        handlers.append((r"/", RootPathHandler, {"server": server}))
+        if os.path.isdir(_STATIC_DIR):
+            handlers.append((r"/static/(.*)", tornado.web.StaticFileHandler, {"path": _STATIC_DIR}))
+    else:
+        handlers.extend(ui_routes(server.scheduler))
+    return tornado.web.Application(handlers, default_handler_class=NotFoundHandler,
+                                   log_function=_log_request, compress_response=True)
+
+
+# ---------------------------------------------------------------- the server
+class TrundServer:
+    """One scheduler, its durable state and its HTTP listeners.
+
+    ``trund`` (``trun.process``) uses it in three steps so that every start-up
+    problem is reported on the terminal before ``--background`` detaches::
+
+        server = TrundServer(state_path=..., ignore_bad_state=...)
+        server.load_state()          # BadStateError: refuse to start
+        server.bind(8082, "0.0.0.0")  # OSError: port taken
+        server.serve_forever()       # until SIGTERM/SIGINT/SIGQUIT; final snapshot
+
+    ``state_path=None`` reads ``[scheduler] state_path``; ``state_path=""``
+    keeps no state at all (tests, throw-away schedulers).
+    """
+
+    def __init__(
+        self,
+        scheduler: Any = None,
+        *,
+        state_path: str | os.PathLike[str] | None = None,
+        ignore_bad_state: bool = False,
+        journal: bool | None = None,
+        max_body_size: int | None = None,
+    ) -> None:
+        config = _config()
+        if scheduler is None:
+            from trun.scheduler import Scheduler
+            scheduler = Scheduler()
+        self.scheduler = scheduler
+        if state_path is None:
+            state_path = config.get("scheduler", "state_path", DEFAULT_STATE_PATH)
+        if journal is None:
+            journal = config.getboolean("scheduler", "state_journal", True)
+        self.store: StateStore | None = None
+        if os.fspath(state_path):
+            self.store = StateStore(
+                state_path,
+                journal=journal,
+                snapshot_every_records=config.getint("scheduler", "state_snapshot_records", 20000),
+                snapshot_every_seconds=config.getfloat("scheduler", "state_snapshot_interval", 300.0),
+                ignore_bad_state=ignore_bad_state,
+            )
+        self.max_body_size = int(max_body_size if max_body_size is not None
+                                 else config.getint("scheduler", "max_body_size", DEFAULT_MAX_BODY_SIZE))
+        self.cors = CorsSettings.from_config()
+        self.rpc_methods: Mapping[str, inspect.Signature] = _rpc_methods()
+        self.sockets: list[socket.socket] = []
+        self.unix_socket_path: str | None = None
+        self.loaded: LoadedState | None = None
+        self._http: tornado.httpserver.HTTPServer | None = None
+        self._periodic: list[tornado.ioloop.PeriodicCallback] = []
+        self._stopping: asyncio.Event | None = None
+
+    # -- start-up, before the IOLoop exists
+    def load_state(self) -> LoadedState | None:
+        """Lock the state directory and restore the scheduler from it. Raises :class:`BadStateError`."""
+        if self.store is None:
+            return None
+        self.store.lock()
+        self.loaded = self.store.restore(self.scheduler)
+        return self.loaded
+
+    def bind(self, port: int = 8082, address: str | None = None, unix_socket: str | None = None) -> list[socket.socket]:
+        """Open the listening sockets (TCP ``address:port``, or the UNIX socket path). Raises ``OSError``."""
+        if unix_socket:
+            sock = tornado.netutil.bind_unix_socket(unix_socket)
+            self.unix_socket_path = unix_socket
+            self.sockets.append(sock)
+        else:
+            self.sockets.extend(tornado.netutil.bind_sockets(port, address=address))
+        return self.sockets
+
+    def file_descriptors(self) -> list[int]:
+        """Open descriptors that must survive daemonization (sockets, state lock)."""
+        fds = [s.fileno() for s in self.sockets]
+        if self.store is not None:
+            fds.extend(self.store.open_file_descriptors())
+        return fds
+
+    # -- request handling (IOLoop thread only)
+    def call(self, method: str, arguments: Mapping[str, Any]) -> str:
+        """Validate and run one RPC; return the JSON text of ``{"response": ...}``. Raises :class:`RequestError`."""
+        signature = self.rpc_methods.get(method)
+        if signature is None:
+            raise RequestError(404, f"unknown RPC method {method!r}{_did_you_mean(method, self.rpc_methods)}")
+        kwargs = bind_rpc_arguments(method, signature, arguments)
+        try:
+            result = getattr(self.scheduler, method)(**kwargs)
+            body = _dumps({"response": result})
+        except Exception as exc:
+            logger.exception("scheduler error in %s(%s)", method, ", ".join(sorted(kwargs)))
+            self._journal_changes()
+            raise RequestError(500, f"scheduler error in {method}: {type(exc).__name__}: {exc}") from exc
+        if not self._journal_changes():
+            raise RequestError(503, "the scheduler state could not be saved (see the trund log); "
+                                    "the change is applied in memory, retry later")
+        return body
+
+    def _journal_changes(self) -> bool:
+        """Append the scheduler's pending changes to the journal; False if that failed."""
+        if self.store is None:
+            self.scheduler.drain_changes()
+            return True
+        try:
+            self.store.record(self.scheduler)
+        except OSError as exc:
+            logger.error("could not append to the state journal %s: %s", self.store.journal_path, exc)
+            return False
+        if self.store.background_compaction_running:
+            self._finish_background_snapshot()
+        elif self.store.compaction_due():
+            self.snapshot(background=True)
+        return True
+
+    def _finish_background_snapshot(self) -> None:
+        try:
+            self.store.poll_background_compaction()
+        except OSError as exc:
+            logger.error("could not switch to a new state journal in %s: %s", self.store.path, exc)
+
+    def snapshot(self, background: bool = False) -> bool:
+        """Write a snapshot now, or start writing one from a forked child (IOLoop thread).
+
+        False, logged, when it could not be written (or started).
+        """
+        if self.store is None:
+            return True
+        try:
+            if background:
+                self.store.start_background_compaction(self.scheduler)
+            else:
+                self.scheduler.drain_changes()
+                self.store.compact(self.scheduler.dump_state())
+        except (OSError, TypeError, ValueError) as exc:
+            logger.error("could not write the state snapshot to %s: %s", self.store.path, exc)
+            return False
+        return True
+
+    def prune(self) -> None:
+        """The periodic prune (every 60 s), journaled like a request."""
+        try:
+            self.scheduler.prune()
+        except Exception:
+            logger.exception("scheduler error in prune")
+        self._journal_changes()
+
+    def _housekeeping(self) -> None:
+        if self.store is None:
+            return
+        self._finish_background_snapshot()
+        if self.store.compaction_due():
+            self.snapshot(background=True)
+
+    def status_counts(self) -> dict[str, int]:
+        """Number of steps per status, for the status page."""
+        counts: dict[str, int] = {}
+        for status in _STATUSES_ON_STATUS_PAGE:
+            try:
+                # max_shown_steps=1: above one step only the count comes back, not the steps.
+                listed = self.scheduler.step_list(status, "", True, None, 1)
+            except Exception:
+                logger.exception("step_list(%s) failed while drawing the status page", status)
+                continue
+            if isinstance(listed, dict) and set(listed) == {"num_steps"}:
+                counts[status] = int(listed["num_steps"])
+            else:
+                counts[status] = len(listed)
+        # step_list may prune, and every change must reach the journal.
+        self._journal_changes()
+        return counts
+
+    # -- running
+    async def start(self) -> None:
+        """Start serving on the bound sockets from the running IOLoop (see :meth:`bind`)."""
+        if self.loaded is not None:
+            for warning in self.loaded.warnings:
+                logger.warning("state: %s", warning)
+        if self.store is not None:
+            self.store.refresh_lock_owner()
+            self.store.open_journal(self.scheduler)
+        self._http = tornado.httpserver.HTTPServer(
+            app(self), max_body_size=self.max_body_size + 1, idle_connection_timeout=3600)
+        self._http.add_sockets(self.sockets)
+        self._periodic = [
+            tornado.ioloop.PeriodicCallback(self.prune, PRUNE_INTERVAL_SECONDS * 1000),
+            tornado.ioloop.PeriodicCallback(self._housekeeping, HOUSEKEEPING_INTERVAL_SECONDS * 1000),
+        ]
+        for callback in self._periodic:
+            callback.start()
+        logger.info("trund serving on %s (state: %s)", self.describe_listeners(),
+                    self.store.path if self.store is not None else "not kept")
+
+    async def stop(self) -> None:
+        """Stop listening, write the final snapshot and release the state directory."""
+        for callback in self._periodic:
+            callback.stop()
+        self._periodic = []
+        if self._http is not None:
+            self._http.stop()
+            await asyncio.wait_for(self._http.close_all_connections(), timeout=5)
+            self._http = None
+        if self.store is not None:
+            try:
+                self.store.close(self.scheduler)
+            except (OSError, TypeError, ValueError) as exc:
+                logger.error("could not write the final state snapshot to %s: %s", self.store.path, exc)
+        if self.unix_socket_path:
+            try:
+                os.unlink(self.unix_socket_path)
+            except OSError:
+                pass
+        logger.info("trund stopped")
+
+    def request_stop(self) -> None:
+        """Ask :meth:`serve_forever` to shut down cleanly (safe from a signal handler on the loop)."""
+        if self._stopping is not None:
+            self._stopping.set()
+
+    async def _serve(self) -> None:
+        self._stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        await self.start()
+        try:
+            await self._stopping.wait()
+        finally:
+            await self.stop()
+
+    def _on_signal(self, sig: int) -> None:
+        logger.info("received %s, shutting down", signal.Signals(sig).name)
+        self.request_stop()
+
+    def serve_forever(self) -> None:
+        """Run the IOLoop until SIGINT/SIGTERM/SIGQUIT, then stop cleanly (final snapshot)."""
+        asyncio.run(self._serve())
+
+    def describe_listeners(self) -> str:
+        """Human-readable list of what the server listens on."""
+        if self.unix_socket_path:
+            return f"unix socket {self.unix_socket_path}"
+        names = []
+        for sock in self.sockets:
+            host, port = sock.getsockname()[:2]
+            names.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+        return ", ".join(names)
+
+
+def run(api_port: int = 8082, address: str | None = None, unix_socket: str | None = None,
+        scheduler: Any = None, state_path: str | None = None, ignore_bad_state: bool = False,
+        on_ready: Callable[[TrundServer], None] | None = None) -> None:
+    """Run a scheduler server in the foreground until a stop signal (Luigi's ``server.run``).
+
+    Raises :class:`trun.state_store.BadStateError` for untrusted state and
+    ``OSError`` when the address cannot be bound.
+    """
+    server = TrundServer(scheduler, state_path=state_path, ignore_bad_state=ignore_bad_state)
+    server.load_state()
+    server.bind(api_port, address, unix_socket)
+    if on_ready is not None:
+        on_ready(server)
+    server.serve_forever()
