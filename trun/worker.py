@@ -1,0 +1,1103 @@
+"""The worker: tells a scheduler about a graph of steps, then runs the steps it is given.
+
+A :class:`Worker` talks to a scheduler — the in-process
+:class:`trun.scheduler.Scheduler` or a :class:`trun.rpc.RemoteScheduler` for a
+``trund`` — in two phases:
+
+1. :meth:`Worker.add` walks the dependency graph of a step breadth-first (no
+   recursion, so a chain of 100,000 steps is fine), checks ``complete()`` of
+   every step once (in a process pool with ``parallel_scheduling``) and reports
+   each one with a status: ``DONE``, ``PENDING`` (runnable or, for missing
+   external data, not), ``UNKNOWN`` (``complete()``/``requires()`` broke, or
+   ``[worker] step_limit`` reached) or ``DISABLED``. Reports are sent in bulk
+   (``add_steps``) when the scheduler offers it.
+2. :meth:`Worker.run` asks the scheduler for work until none is left (or, with
+   ``keep_alive``, for as long as other workers may still produce some), runs
+   each step it gets (see :mod:`trun.step_process`) and reports the result.
+
+``[worker]`` configuration (class :class:`worker`) sets the defaults; keyword
+arguments to ``Worker(...)`` override them, e.g. ``Worker(keep_alive=True)``.
+
+Processes and threads — a deliberate design (hazard for the curious):
+
+* With one worker process and no timeout, steps run **in this process** and a
+  small daemon thread pings the scheduler while a step runs (and while ``add()``
+  checks ``complete()``, which may be slow). Nothing is forked.
+* With ``worker_processes > 1``, a timeout (``[worker] timeout`` or
+  ``Step.worker_timeout``) or ``force_multiprocessing``, each step runs in a
+  **child process**. The worker then pings from its own loop, which waits on
+  the children's pipes for at most ``ping_interval``: no thread of ours exists
+  when a child is forked (the ping thread, if it ran, is stopped first).
+* Children are made with ``multiprocessing.get_context("fork")``. If other
+  threads are alive at that moment (your program started them), forking could
+  copy a held lock into the child, so the worker uses ``spawn`` instead and
+  logs why; steps must then be importable and picklable.
+* ``parallel_scheduling`` checks ``complete()`` in a process pool started the
+  same way.
+
+Other hazards: ``SIGUSR1`` makes the worker stop asking for work and finish
+what runs (unless ``no_install_shutdown_handler``); the handler can only be
+installed from the main thread. Event handlers for ``START``/``SUCCESS``/
+``FAILURE``/``PROCESSING_TIME`` run in the process that runs the step.
+"""
+from __future__ import annotations
+
+import collections
+import contextlib
+import datetime
+import getpass
+import importlib
+import inspect
+import json
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, NamedTuple, TypeVar
+
+from trun import parameter
+from trun.event import Event
+from trun.step import Config, Step, validate_requirement
+from trun.step_process import (
+    REPORTER_METHODS,
+    SchedulerMessage,
+    SchedulerMessageQueue,
+    StepException,
+    StepProcess,
+    StepResult,
+    StepStatusReporter,
+    is_external,
+)
+from trun.step_register import load_step
+from trun.step_status import DISABLED, DONE, FAILED, PENDING, RUNNING, UNKNOWN, StepStatus
+from trun.target import Target
+from trun.worker_processes import PingThread, PoolChecker, SerialChecker, TracebackWrapper, choose_mp_context
+
+__all__ = [
+    "GetWorkResponse",
+    "SchedulerMessage",
+    "StepException",
+    "StepProcess",
+    "StepStatusReporter",
+    "Worker",
+    "rpc_message_callback",
+    "worker",
+]
+
+logger = logging.getLogger("trun-interface")
+
+WORKER_STATE_ACTIVE = "active"
+WORKER_STATE_DISABLED = "disabled"
+
+# Smallest wait_interval accepted: waiting on a queue or pipe for 0 seconds is
+# a busy loop, and Luigi configurations rely on this bound.
+_WAIT_INTERVAL_EPS = 0.00001
+
+# Scheduling reports are sent in bulk; a batch goes out when it is this big or
+# this old, so that the scheduler keeps hearing from a worker whose complete()
+# checks are slow.
+_ADD_BATCH_SIZE = 500
+_ADD_BATCH_SECONDS = 1.0
+
+
+class worker(Config):
+    """``[worker]`` settings; each one can also be passed to ``Worker(...)`` as a keyword argument."""
+
+    id = parameter.Parameter(default="", description="Override the generated worker id")
+    ping_interval = parameter.FloatParameter(
+        default=1.0, config_path=dict(section="core", name="worker-ping-interval"),
+        description="Seconds between keep-alive pings to the scheduler")
+    keep_alive = parameter.BoolParameter(
+        default=False, config_path=dict(section="core", name="worker-keep-alive"),
+        description="Stay alive while steps are pending, waiting for other workers to unblock them")
+    count_uniques = parameter.BoolParameter(
+        default=False, config_path=dict(section="core", name="worker-count-uniques"),
+        description="With keep_alive, stay alive only while a pending step is unique to this worker")
+    count_last_scheduled = parameter.BoolParameter(
+        default=False,
+        description="With keep_alive, stay alive only while pending steps were last scheduled by this worker")
+    wait_interval = parameter.FloatParameter(
+        default=1.0, config_path=dict(section="core", name="worker-wait-interval"),
+        description="Seconds to wait between asking for work when there is none")
+    wait_jitter = parameter.FloatParameter(
+        default=5.0, description="Up to this many random extra seconds added to wait_interval")
+    max_keep_alive_idle_duration = parameter.TimeDeltaParameter(
+        default=datetime.timedelta(0),
+        description="With keep_alive, give up after idling this long (0: never)")
+    max_reschedules = parameter.IntParameter(
+        default=1, config_path=dict(section="core", name="worker-max-reschedules"),
+        description="How often a step whose dependencies vanished before it ran is scheduled again")
+    timeout = parameter.FloatParameter(
+        default=0, config_path=dict(section="core", name="worker-timeout"),
+        description="Seconds a step may run before it is terminated (0: no limit); forces a subprocess")
+    step_limit = parameter.OptionalIntParameter(
+        default=None, config_path=dict(section="core", name="worker-step-limit"),
+        description="Schedule at most this many steps per invocation")
+    retry_external_steps = parameter.BoolParameter(
+        default=False, config_path=dict(section="core", name="retry-external-steps"),
+        description="Check incomplete external steps again while trun runs")
+    send_failure_email = parameter.BoolParameter(
+        default=True, description="Send e-mails from the worker when a step fails or cannot be scheduled")
+    no_install_shutdown_handler = parameter.BoolParameter(
+        default=False, description="Do not install the SIGUSR1 handler that stops the worker asking for work")
+    check_unfulfilled_deps = parameter.BoolParameter(
+        default=True, description="Check that dependencies are complete just before running a step")
+    check_complete_on_run = parameter.BoolParameter(
+        default=False, description="Fail a step whose complete() is still false after run() returned")
+    force_multiprocessing = parameter.BoolParameter(
+        default=False, description="Run steps in a subprocess even with one worker process")
+    step_process_context = parameter.OptionalParameter(
+        default=None,
+        description="Dotted name of a class used as a context manager around each step run "
+                    "(instantiated with the StepProcess)")
+    cache_step_completion = parameter.BoolParameter(
+        default=False, description="Remember positive complete() results for the rest of the run")
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def rpc_message_callback(fn: _F) -> _F:
+    """Mark a :class:`Worker` method as callable by the scheduler through ``ping``'s ``rpc_messages``."""
+    fn.is_rpc_message_callback = True  # type: ignore[attr-defined]
+    return fn
+
+
+class GetWorkResponse(NamedTuple):
+    """The parts of a ``get_work`` answer the worker acts on."""
+
+    step_id: str | None
+    running_steps: list[dict[str, Any]]
+    n_pending_steps: int
+    n_unique_pending: int
+    n_pending_last_scheduled: int
+    worker_state: str
+
+
+def _retry_policy_dict(step: Step) -> dict[str, Any]:
+    return {"retry_count": step.retry_count, "disable_hard_timeout": step.disable_hard_timeout,
+            "disable_window": step.disable_window}
+
+
+def _notifications() -> Any:
+    """``trun.notifications`` if it can be imported, else None (e-mails are then skipped)."""
+    try:
+        return importlib.import_module("trun.notifications")
+    except ImportError:
+        logger.debug("trun.notifications is not available; not sending e-mails", exc_info=True)
+        return None
+
+
+class _SchedulerCalls:
+    """The worker's scheduler behind the worker's lock, for calls a running step makes."""
+
+    def __init__(self, owner: Worker) -> None:
+        self._owner = owner
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        method = getattr(self._owner._scheduler, name)
+        lock = self._owner._scheduler_lock
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with lock:
+                return method(*args, **kwargs)
+        return call
+
+
+class Worker:
+    """Schedules steps on a scheduler and runs the ones the scheduler hands back.
+
+    ``scheduler`` defaults to a new in-process ``Scheduler(prune_on_get_work=True)``.
+    ``worker_processes`` is how many steps run at once (each in a child process
+    when more than one). ``assistant=True`` makes this worker run any runnable
+    step the scheduler knows, importing step code by module name. Other keyword
+    arguments override ``[worker]`` settings (see :class:`worker`).
+
+    Use it as a context manager so that child processes are stopped on the way out::
+
+        with Worker(scheduler=Scheduler(), worker_processes=2) as w:
+            w.add(MyStep())
+            ok = w.run()
+
+    ``reporters`` is a list of progress reporters; each may have
+    ``on_scheduled(step, status, runnable)``, ``on_started(step)`` and
+    ``on_finished(step, status)``, called in this process.
+    """
+
+    def __init__(self, scheduler: Any = None, worker_id: str | None = None, worker_processes: int = 1,
+                 assistant: bool = False, **kwargs: Any) -> None:
+        if scheduler is None:
+            from trun.scheduler import Scheduler
+            scheduler = Scheduler(prune_on_get_work=True)
+
+        self.worker_processes = int(worker_processes)
+        self._worker_info = self._generate_worker_info()
+        self._config = worker(**kwargs)
+        if not self._config.wait_interval >= _WAIT_INTERVAL_EPS:
+            raise ValueError(f"[worker] wait_interval must be at least {_WAIT_INTERVAL_EPS} seconds, "
+                             f"got {self._config.wait_interval!r}")
+        if not self._config.wait_jitter >= 0.0:
+            raise ValueError(f"[worker] wait_jitter must be 0 or more seconds, got {self._config.wait_jitter!r}")
+
+        self._id = (worker_id or self._config.id
+                    or "Worker(%s)" % ", ".join(f"{k}={v}" for k, v in self._worker_info))
+        self._scheduler = scheduler
+        self._assistant = assistant
+        self._stop_requesting_work = False
+        self._keep_alive_enabled = self._config.keep_alive
+        self.host = socket.gethostname()
+
+        #: step id -> Step, for every step this worker reported or was given.
+        self._scheduled_steps: dict[str, Step] = {}
+        self._batch_running_steps: dict[str, list[Step]] = {}
+        self._batch_families_sent: set[str] = set()
+        self._first_step: str | None = None
+        self._worker_added = False
+        self.add_succeeded = True
+        self.run_succeeded = True
+        self.unfulfilled_counts: collections.defaultdict[str, int] = collections.defaultdict(int)
+        self._step_completion_cache: dict[str, bool] | None = {} if self._config.cache_step_completion else None
+        self._idle_since: datetime.datetime | None = None
+
+        #: step id -> StepProcess for every step running now.
+        self._running_steps: dict[str, StepProcess] = {}
+        self._finished_results: collections.deque[StepResult] = collections.deque()
+
+        # Read by trun.execution_summary.
+        self._add_step_history: list[tuple[Step, StepStatus, bool | None]] = []
+        self._get_work_response_history: list[dict[str, Any]] = []
+
+        #: Progress reporters (see the class docstring).
+        self.reporters: list[Any] = []
+
+        self._scheduler_lock = threading.RLock()
+        self._scheduler_calls = _SchedulerCalls(self)
+        self._ping_thread: PingThread | None = None
+        self._next_ping = 0.0
+        self._add_buffer: list[dict[str, Any]] | None = None
+        self._add_buffer_since = 0.0
+        self._param_visibilities: dict[type, dict[str, Any]] = {}
+        self._spawn_reason_logged = False
+
+        self._previous_sigusr1: Any = None
+        if not self._config.no_install_shutdown_handler:
+            try:
+                self._previous_sigusr1 = signal.signal(signal.SIGUSR1, self.handle_interrupt)
+            except (AttributeError, ValueError):
+                # No SIGUSR1 (Windows), or not the main thread: run without the handler.
+                logger.debug("Could not install the SIGUSR1 handler", exc_info=True)
+
+    # -- context manager -----------------------------------------------------
+
+    def __enter__(self) -> Worker:
+        return self
+
+    def __exit__(self, exc_type: Any, exc_value: Any, tb: Any) -> bool:
+        """Stop pinging, terminate steps still running in child processes, restore SIGUSR1."""
+        self._stop_ping_thread()
+        for step_process in list(self._running_steps.values()):
+            if step_process.is_alive():
+                step_process.terminate()
+            step_process.close()
+        if self._previous_sigusr1 is not None:
+            with contextlib.suppress(AttributeError, ValueError, TypeError):
+                signal.signal(signal.SIGUSR1, self._previous_sigusr1)
+            self._previous_sigusr1 = None
+        return False
+
+    def _generate_worker_info(self) -> list[tuple[str, Any]]:
+        info: list[tuple[str, Any]] = [("salt", "%09d" % random.randrange(0, 999999999)),
+                                       ("workers", self.worker_processes)]
+        # Each of these may fail on some systems (no user name in a container, ...).
+        with contextlib.suppress(Exception):
+            info.append(("host", socket.gethostname()))
+        with contextlib.suppress(Exception):
+            info.append(("username", getpass.getuser()))
+        with contextlib.suppress(Exception):
+            info.append(("pid", os.getpid()))
+        sudo_user = os.getenv("SUDO_USER")
+        if sudo_user:
+            info.append(("sudo_user", sudo_user))
+        return info
+
+    # -- talking to the scheduler ------------------------------------------------
+
+    def _add_step(self, **kwargs: Any) -> None:
+        """Report a step to the scheduler (buffered while ``add()`` runs) and record it."""
+        step_id = kwargs["step_id"]
+        status = kwargs["status"]
+        step = self._scheduled_steps.get(step_id)
+        if step is not None:
+            self._add_step_history.append((step, status, kwargs["runnable"]))
+            kwargs["owners"] = step._owner_list()
+            if kwargs.get("params"):
+                kwargs["param_visibilities"] = self._param_visibilities_of(step)
+        batch = self._batch_running_steps.pop(step_id, None)
+        if batch:
+            for batch_step in batch:
+                self._add_step_history.append((batch_step, status, True))
+        if self._add_buffer is not None:
+            self._add_buffer.append(kwargs)
+            if (len(self._add_buffer) >= _ADD_BATCH_SIZE
+                    or time.monotonic() - self._add_buffer_since >= _ADD_BATCH_SECONDS):
+                self._flush_add_buffer()
+        else:
+            with self._scheduler_lock:
+                self._scheduler.add_step(worker=self._id, **kwargs)
+        logger.info("Informed scheduler that step   %s   has status   %s", step_id, status)
+
+    def _flush_add_buffer(self) -> None:
+        buffered = self._add_buffer
+        if not buffered:
+            return
+        self._add_buffer = []
+        self._add_buffer_since = time.monotonic()
+        bulk = getattr(self._scheduler, "add_steps", None)
+        with self._scheduler_lock:
+            if bulk is not None and len(buffered) > 1:
+                bulk(worker=self._id, steps=buffered)
+            else:
+                for kwargs in buffered:
+                    self._scheduler.add_step(worker=self._id, **kwargs)
+
+    def _param_visibilities_of(self, step: Step) -> dict[str, Any]:
+        # Visibilities depend only on the class: computed once per class.
+        cls = type(step)
+        visibilities = self._param_visibilities.get(cls)
+        if visibilities is None:
+            getter = getattr(step, "_get_param_visibilities", None)
+            if getter is not None:
+                visibilities = getter()
+            else:
+                private = parameter.ParameterVisibility.PRIVATE
+                visibilities = {name: p.visibility.serialize() for name, p in step.get_params()
+                                if p.visibility != private}
+            self._param_visibilities[cls] = visibilities
+        return visibilities
+
+    def _add_worker(self) -> None:
+        if not self._worker_added:
+            self._worker_info.append(("first_step", self._first_step))
+            self._worker_added = True
+        with self._scheduler_lock:
+            self._scheduler.add_worker(worker=self._id, info=self._worker_info)
+
+    def _ping(self) -> None:
+        """Tell the scheduler we live; act on any ``rpc_messages`` in the answer. Never raises."""
+        try:
+            with self._scheduler_lock:
+                response = self._scheduler.ping(worker=self._id)
+        except Exception:
+            logger.warning("Failed pinging scheduler", exc_info=True)
+            return
+        if isinstance(response, dict):
+            for message in response.get("rpc_messages") or ():
+                try:
+                    self._handle_rpc_message(message)
+                except Exception:
+                    logger.exception("Worker %s failed to handle rpc message %r", self._id, message)
+
+    def _ping_if_due(self) -> None:
+        if self._ping_thread is not None:
+            return
+        now = time.monotonic()
+        if now >= self._next_ping:
+            self._next_ping = now + self._config.ping_interval
+            self._ping()
+
+    def _ensure_ping_thread(self) -> None:
+        if self._ping_thread is None:
+            self._ping_thread = PingThread(self._ping, self._config.ping_interval)
+            self._ping_thread.start()
+
+    def _stop_ping_thread(self) -> None:
+        if self._ping_thread is not None:
+            self._ping_thread.stop()
+            self._ping_thread = None
+            self._next_ping = time.monotonic() + self._config.ping_interval
+
+    def _handle_rpc_message(self, message: dict[str, Any]) -> None:
+        logger.info("Worker %s got message %s", self._id, message)
+        name = message.get("name")
+        kwargs = message.get("kwargs") or {}
+        func = getattr(self, name, None) if isinstance(name, str) else None
+        if not callable(func):
+            logger.error("Worker %s has no function %r", self._id, name)
+            return
+        if not getattr(func, "is_rpc_message_callback", False):
+            logger.error("Worker %s function %r is not available as rpc message callback", self._id, name)
+            return
+        try:
+            inspect.signature(func).bind(**kwargs)
+        except TypeError as ex:
+            logger.error("Worker %s cannot call %r with %r: %s", self._id, name, kwargs, ex)
+            return
+        logger.info("Worker %s successfully dispatched rpc message to function %r", self._id, name)
+        func(**kwargs)
+
+    @rpc_message_callback
+    def set_worker_processes(self, n: int) -> None:
+        """Run up to ``n`` steps at once from now on (sent by the scheduler, e.g. from the UI)."""
+        self.worker_processes = max(1, int(n))
+        with self._scheduler_lock:
+            self._scheduler.add_worker(worker=self._id, info={"workers": self.worker_processes})
+
+    @rpc_message_callback
+    def dispatch_scheduler_message(self, step_id: str, message_id: str, content: str, **kwargs: Any) -> None:
+        """Hand a scheduler message to the running step ``step_id`` if it accepts messages."""
+        step_id = str(step_id)
+        step_process = self._running_steps.get(step_id)
+        if step_process is None:
+            logger.warning("Worker %s got a message for %s, which it is not running", self._id, step_id)
+            return
+        inbox = step_process.status_reporter.scheduler_messages
+        if inbox is None:
+            logger.warning("Step %s does not accept scheduler messages (set accepts_messages = True)", step_id)
+            return
+        inbox.put(SchedulerMessage(self._scheduler_calls, step_id, message_id, content, **kwargs))
+
+    def _dispatch_child_call(self, name: str, kwargs: dict[str, Any]) -> None:
+        """Make a scheduler call that a step running in a child process asked for."""
+        if name not in REPORTER_METHODS:
+            logger.warning("Ignoring call to %r from a step process: not a status reporter method", name)
+            return
+        try:
+            with self._scheduler_lock:
+                getattr(self._scheduler, name)(**kwargs)
+        except AttributeError:
+            logger.debug("The scheduler has no %s; ignoring the step's call", name)
+        except Exception:
+            logger.warning("Failed to forward %s(%r) to the scheduler", name, kwargs, exc_info=True)
+
+    # -- e-mails and scheduling failures -----------------------------------------
+
+    def _email_error(self, step: Step, formatted_traceback: str, subject: str, headline: str) -> None:
+        notifications = _notifications()
+        if notifications is None:
+            return
+        try:
+            formatted_subject = subject.format(step=step, host=self.host)
+            command = subprocess.list2cmdline(sys.argv)
+            message = notifications.format_step_error(headline.format(step=step), step, command,
+                                                      formatted_traceback)
+            notifications.send_error_email(formatted_subject, message, step.owner_email)
+        except Exception:
+            logger.exception("Could not send the error e-mail about %s", step)
+
+    def _announce_scheduling_failure(self, step: Step, expl: str) -> None:
+        try:
+            with self._scheduler_lock:
+                self._scheduler.announce_scheduling_failure(
+                    worker=self._id, step_name=str(step), family=step.step_family,
+                    params=step.to_str_params(only_significant=True), expl=expl, owners=step._owner_list())
+        except Exception:
+            logger.warning("Could not tell the scheduler that %s failed scheduling", step, exc_info=True)
+
+    def _email_complete_error(self, step: Step, formatted_traceback: str) -> None:
+        self._announce_scheduling_failure(step, formatted_traceback)
+        if self._config.send_failure_email:
+            self._email_error(step, formatted_traceback,
+                              subject="Trun: {step} failed scheduling. Host: {host}",
+                              headline="Will not run {step} or any dependencies due to error in complete() method")
+
+    def _email_dependency_error(self, step: Step, formatted_traceback: str) -> None:
+        self._announce_scheduling_failure(step, formatted_traceback)
+        if self._config.send_failure_email:
+            self._email_error(step, formatted_traceback,
+                              subject="Trun: {step} failed scheduling. Host: {host}",
+                              headline="Will not run {step} or any dependencies due to error in deps() method")
+
+    def _email_unexpected_error(self, step: Step, formatted_traceback: str) -> None:
+        # Sent even with send_failure_email off: a framework error may escape
+        # every other alerting path.
+        self._email_error(step, formatted_traceback,
+                          subject="Trun: Framework error while scheduling {step}. Host: {host}",
+                          headline="Trun framework error")
+
+    def _email_step_failure(self, step: Step, formatted_traceback: str) -> None:
+        if self._config.send_failure_email:
+            self._email_error(step, formatted_traceback,
+                              subject="Trun: {step} FAILED. Host: {host}",
+                              headline="A step failed when running. Most likely run() raised an exception.")
+
+    def _handle_step_load_error(self, exception: BaseException, step_ids: Iterable[str]) -> None:
+        step_ids = list(step_ids)
+        msg = "Cannot find step(s) sent by scheduler: {}".format(",".join(step_ids))
+        logger.exception(msg)
+        notifications = _notifications()
+        wrap = getattr(notifications, "wrap_traceback", None)
+        error_message = wrap(exception) if wrap is not None else "".join(
+            traceback.format_exception(type(exception), exception, exception.__traceback__))
+        for step_id in step_ids:
+            self._add_step(step_id=step_id, status=FAILED, runnable=False, expl=error_message)
+        if notifications is not None:
+            try:
+                notifications.send_error_email(f"Trun: {msg}", error_message)
+            except Exception:
+                logger.exception("Could not send the error e-mail about %s", msg)
+
+    # -- scheduling phase ----------------------------------------------------------
+
+    def _validate_step(self, step: Any) -> None:
+        if not isinstance(step, Step):
+            hint = " Wrap the target in an ExternalStep." if isinstance(step, Target) else ""
+            raise StepException(f"Can not schedule non-step {step!r}: Worker.add() takes a trun.Step.{hint}")
+        initialized = getattr(step, "initialized", None)
+        if initialized is not None and not initialized():
+            raise StepException(
+                f"Step of class {type(step).__name__} not initialized. "
+                "Did you override __init__ and forget to call super().__init__(*args, **kwargs)?")
+
+    def add(self, step: Step, multiprocess: bool = False, processes: int = 0) -> bool:
+        """Schedule ``step`` and everything it needs; True if nothing went wrong while scheduling.
+
+        With ``multiprocess`` (``[core] parallel_scheduling``), ``complete()`` is
+        checked in a pool of ``processes`` processes (0: one per CPU); steps must
+        then be picklable.
+        """
+        if self._first_step is None and hasattr(step, "step_id"):
+            self._first_step = step.step_id
+        self.add_succeeded = True
+        self._validate_step(step)
+        self._add_graph([step], multiprocess, processes)
+        return self.add_succeeded
+
+    def _add_graph(self, roots: list[Step], multiprocess: bool = False, processes: int = 0) -> None:
+        """Walk the graphs below ``roots`` breadth-first, reporting every step once."""
+        checker: SerialChecker | PoolChecker
+        ping_thread_started = False
+        if multiprocess:
+            checker = PoolChecker(self._mp_context("parallel scheduling"), processes,
+                                  self._step_completion_cache)
+        else:
+            checker = SerialChecker(self._step_completion_cache)
+            # complete() may be slow (remote storage): keep the scheduler
+            # hearing from us meanwhile. Nothing forks during a serial walk.
+            ping_thread_started = self._ping_thread is None
+            self._ensure_ping_thread()
+        outer_buffer = self._add_buffer
+        if outer_buffer is None:
+            self._add_buffer = []
+            self._add_buffer_since = time.monotonic()
+        current = roots[0]
+        try:
+            seen = set()
+            for root in roots:
+                if root.step_id not in seen:
+                    seen.add(root.step_id)
+                    checker.submit(root)
+            outstanding = len(seen)
+            while outstanding:
+                current, is_complete = checker.next_result()
+                outstanding -= 1
+                for dep in self._add(current, is_complete):
+                    if dep.step_id not in seen:
+                        self._validate_step(dep)
+                        seen.add(dep.step_id)
+                        checker.submit(dep)
+                        outstanding += 1
+        except (KeyboardInterrupt, StepException):
+            raise
+        except Exception as ex:
+            self.add_succeeded = False
+            formatted_traceback = traceback.format_exc()
+            logger.exception("Trun unexpected framework error while scheduling %s", current)
+            current.trigger_event(Event.BROKEN_STEP, current, ex)
+            self._email_unexpected_error(current, formatted_traceback)
+            raise
+        finally:
+            checker.close()
+            if ping_thread_started:
+                self._stop_ping_thread()
+            if outer_buffer is None:
+                try:
+                    self._flush_add_buffer()
+                finally:
+                    self._add_buffer = None
+
+    def _add_step_batcher(self, step: Step) -> None:
+        family = step.step_family
+        if family in self._batch_families_sent:
+            return
+        batch_param_names = type(step).batch_param_names()
+        if batch_param_names:
+            with self._scheduler_lock:
+                self._scheduler.add_step_batcher(worker=self._id, step_family=family,
+                                                 batched_args=batch_param_names,
+                                                 max_batch_size=step.max_batch_size)
+        self._batch_families_sent.add(family)
+
+    def _log_complete_error(self, step: Step, trace: str) -> None:
+        logger.warning("Will not run %s or any dependencies due to error in complete() method:\n%s", step, trace)
+
+    def _log_dependency_error(self, step: Step, trace: str) -> None:
+        logger.warning("Will not run %s or any dependencies due to error in deps() method:\n%s", step, trace)
+
+    def _add(self, step: Step, is_complete: Any) -> list[Step]:
+        """Decide the status of one step, report it, and return its dependencies to visit."""
+        step_limit = self._config.step_limit
+        deps: list[Step] | None = None
+        dep_ids: list[str] | None = None
+        if step_limit is not None and len(self._scheduled_steps) >= step_limit:
+            logger.warning("Will not run %s or any dependencies due to exceeded step-limit of %d",
+                           step, step_limit)
+            status, runnable = UNKNOWN, False
+        else:
+            formatted_traceback = None
+            if isinstance(is_complete, TracebackWrapper):
+                formatted_traceback = is_complete.trace
+            elif not _is_bool_like(is_complete):
+                formatted_traceback = (
+                    f"StepException: Return value of Step.complete() must be boolean (was {is_complete!r}); "
+                    f"make {type(step).__name__}.complete() return True or False")
+
+            if formatted_traceback is not None:
+                self.add_succeeded = False
+                self._log_complete_error(step, formatted_traceback)
+                step.trigger_event(Event.DEPENDENCY_MISSING, step)
+                self._email_complete_error(step, formatted_traceback)
+                status, runnable = UNKNOWN, False
+            elif is_complete:
+                status, runnable = DONE, False
+                step.trigger_event(Event.DEPENDENCY_PRESENT, step)
+            elif is_external(step):
+                status, runnable = PENDING, bool(self._config.retry_external_steps)
+                step.trigger_event(Event.DEPENDENCY_MISSING, step)
+                logger.warning("Data for %s does not exist (yet?). The step is an external data dependency, "
+                               "so it cannot be run from this trun process.", step)
+            else:
+                try:
+                    deps = step.deps()
+                    for dep in deps:
+                        validate_requirement(step, dep)
+                    self._add_step_batcher(step)
+                except Exception as ex:
+                    formatted_traceback = traceback.format_exc()
+                    self.add_succeeded = False
+                    self._log_dependency_error(step, formatted_traceback)
+                    step.trigger_event(Event.BROKEN_STEP, step, ex)
+                    self._email_dependency_error(step, formatted_traceback)
+                    deps = None
+                    status, runnable = UNKNOWN, False
+                else:
+                    status, runnable = PENDING, True
+
+            if step.disabled:
+                status = DISABLED
+
+            if deps is not None:
+                for dep in deps:
+                    step.trigger_event(Event.DEPENDENCY_DISCOVERED, step, dep)
+                dep_ids = [dep.step_id for dep in deps]
+
+        self._scheduled_steps[step.step_id] = step
+        self._add_step(
+            step_id=step.step_id,
+            status=status,
+            deps=dep_ids,
+            runnable=runnable,
+            priority=step.priority,
+            resources=step.process_resources(),
+            params=step.to_str_params(),
+            family=step.step_family,
+            module=step.step_module,
+            batchable=step.batchable,
+            retry_policy_dict=_retry_policy_dict(step),
+            accepts_messages=step.accepts_messages,
+        )
+        if self.reporters:
+            self._notify_reporters("on_scheduled", step, status, runnable)
+        return deps or []
+
+    def _notify_reporters(self, method: str, *args: Any) -> None:
+        for reporter in self.reporters:
+            callback = getattr(reporter, method, None)
+            if callback is not None:
+                try:
+                    callback(*args)
+                except Exception:
+                    logger.warning("Progress reporter %r failed in %s", reporter, method, exc_info=True)
+
+    # -- processes ------------------------------------------------------------------
+
+    def _mp_context(self, purpose: str) -> Any:
+        """The multiprocessing context for starting children now (our ping thread is stopped first)."""
+        self._stop_ping_thread()
+        context, others = choose_mp_context()
+        if others and not self._spawn_reason_logged:
+            self._spawn_reason_logged = True
+            logger.warning(
+                "Using the 'spawn' start method for %s because other threads are running in this process "
+                "(%s): forking now could copy a lock held by one of them into the child. Steps must be "
+                "importable and picklable.", purpose, ", ".join(others))
+        return context
+
+    # -- run phase -------------------------------------------------------------------
+
+    def _log_remote_steps(self, response: GetWorkResponse) -> None:
+        logger.debug("Done")
+        logger.debug("There are no more steps to run at this time")
+        if response.running_steps:
+            for running in response.running_steps:
+                logger.debug("%s is currently run by worker %s", running.get("step_id"), running.get("worker"))
+        elif response.n_pending_steps:
+            logger.debug("There are %s pending steps possibly being run by other workers",
+                         response.n_pending_steps)
+            if response.n_unique_pending:
+                logger.debug("There are %i pending steps unique to this worker", response.n_unique_pending)
+            if response.n_pending_last_scheduled:
+                logger.debug("There are %i pending steps last scheduled by this worker",
+                             response.n_pending_last_scheduled)
+
+    def _get_work_step_id(self, response: dict[str, Any]) -> str | None:
+        if response.get("step_id") is not None:
+            return response["step_id"]
+        if "batch_id" not in response:
+            return None
+        try:
+            step = load_step(response.get("step_module"), response["step_family"], response["step_params"])
+        except Exception as ex:
+            self._handle_step_load_error(ex, response.get("batch_step_ids") or ())
+            self.run_succeeded = False
+            return None
+        with self._scheduler_lock:
+            self._scheduler.add_step(worker=self._id, step_id=step.step_id, module=response.get("step_module"),
+                                     family=response["step_family"], params=step.to_str_params(),
+                                     status=RUNNING, batch_id=response["batch_id"])
+        return step.step_id
+
+    def _get_work(self) -> GetWorkResponse:
+        if self._stop_requesting_work:
+            return GetWorkResponse(None, [], 0, 0, 0, WORKER_STATE_DISABLED)
+        with self._scheduler_lock:
+            if self.worker_processes > 0:
+                logger.debug("Asking scheduler for work...")
+                r = self._scheduler.get_work(worker=self._id, host=self.host, assistant=self._assistant,
+                                             current_steps=list(self._running_steps))
+            else:
+                logger.debug("Checking if steps are still pending")
+                r = self._scheduler.count_pending(worker=self._id)
+
+        running_steps = r.get("running_steps") or []
+        step_id = self._get_work_step_id(r)
+        self._get_work_response_history.append({"step_id": step_id, "running_steps": running_steps})
+
+        if step_id is not None and step_id not in self._scheduled_steps:
+            logger.info("Did not schedule %s, will load it dynamically", step_id)
+            try:
+                self._scheduled_steps[step_id] = load_step(r.get("step_module"), r["step_family"],
+                                                           r["step_params"])
+            except Exception as ex:
+                self._handle_step_load_error(ex, [step_id])
+                step_id = None
+                self.run_succeeded = False
+
+        if step_id is not None and "batch_step_ids" in r:
+            self._batch_running_steps[step_id] = [
+                s for s in (self._scheduled_steps.get(i) for i in r["batch_step_ids"]) if s is not None]
+
+        return GetWorkResponse(
+            step_id=step_id,
+            running_steps=running_steps,
+            n_pending_steps=r.get("n_pending_steps", 0),
+            n_unique_pending=r.get("n_unique_pending", 0),
+            n_pending_last_scheduled=r.get("n_pending_last_scheduled", 0),
+            worker_state=r.get("worker_state", WORKER_STATE_ACTIVE),
+        )
+
+    def _create_step_process(self, step: Step) -> StepProcess:
+        inbox = SchedulerMessageQueue() if step.accepts_messages else None
+        reporter = StepStatusReporter(self._scheduler_calls, step.step_id, self._id, inbox)
+        return StepProcess(
+            step, self._id, reporter,
+            use_multiprocessing=self._config.force_multiprocessing or self.worker_processes > 1,
+            worker_timeout=self._config.timeout,
+            check_unfulfilled_deps=self._config.check_unfulfilled_deps,
+            check_complete_on_run=self._config.check_complete_on_run,
+            completion_cache=self._step_completion_cache,
+            context=self._config.step_process_context,
+        )
+
+    def _run_step(self, step_id: str) -> None:
+        if step_id in self._running_steps:
+            logger.debug("Got already running step id %s from scheduler, taking a break", step_id)
+            next(self._sleeper())
+            return
+        step = self._scheduled_steps[step_id]
+        self._idle_since = None
+        step_process = self._create_step_process(step)
+        self._running_steps[step_id] = step_process
+        if self.reporters:
+            self._notify_reporters("on_started", step)
+        if not step_process.use_multiprocessing:
+            self._ensure_ping_thread()
+            self._finished_results.append(step_process.run())
+            return
+        try:
+            step_process.start(self._mp_context("running steps"))
+        except Exception:
+            logger.exception("Could not start a process for %s", step)
+            step_process.result_received = True
+            self._finished_results.append(StepResult(
+                step_id, FAILED, f"Could not start a process for {step}:\n{traceback.format_exc()}", [], []))
+
+    def _read_child_messages(self, step_process: StepProcess) -> None:
+        conn = step_process.result_conn
+        if conn is None:
+            return
+        try:
+            while conn.poll():
+                kind, *payload = conn.recv()
+                if kind == "call":
+                    self._dispatch_child_call(*payload)
+                elif kind == "result":
+                    step_process.result_received = True
+                    self._finished_results.append(StepResult(*payload[0]))
+        except (EOFError, OSError):
+            # The child closed its end (it finished or died): nothing more will come.
+            conn.close()
+            step_process.result_conn = None
+
+    def _purge_children(self) -> None:
+        """Turn dead and timed-out children into FAILED results."""
+        now = time.monotonic()
+        for step_id, step_process in list(self._running_steps.items()):
+            if step_process.process is None or step_process.result_received:
+                continue
+            self._read_child_messages(step_process)
+            if step_process.result_received:
+                continue
+            step = step_process.step
+            if not step_process.is_alive():
+                self._read_child_messages(step_process)  # anything written just before exiting
+                if step_process.result_received:
+                    continue
+                error_msg = f"Step {step_id} died unexpectedly with exit code {step_process.exitcode}"
+                step.trigger_event(Event.PROCESS_FAILURE, step, error_msg)
+            elif step_process.timeout_time is not None and now > step_process.timeout_time:
+                step_process.terminate()
+                error_msg = (f"Step {step_id} timed out after {step_process.worker_timeout:g} seconds "
+                             "and was terminated.")
+                step.trigger_event(Event.TIMEOUT, step, error_msg)
+            else:
+                continue
+            logger.info(error_msg)
+            step_process.result_received = True
+            self._finished_results.append(StepResult(step_id, FAILED, error_msg, [], []))
+
+    def _wait_for_children(self, timeout: float) -> None:
+        waitables: list[Any] = []
+        for step_process in self._running_steps.values():
+            if step_process.process is None or step_process.result_received:
+                continue
+            if step_process.result_conn is not None:
+                waitables.append(step_process.result_conn)
+            waitables.append(step_process.process.sentinel)
+        if not waitables:
+            time.sleep(timeout)
+            return
+        ready = multiprocessing.connection.wait(waitables, timeout)
+        if ready:
+            for step_process in list(self._running_steps.values()):
+                if step_process.result_conn in ready:
+                    self._read_child_messages(step_process)
+
+    def _handle_next_step(self) -> None:
+        """Wait up to ``wait_interval`` for a running step to finish, and report it.
+
+        A step can be "done" three ways: it ran (or failed) and sent a result;
+        it yielded new dynamic dependencies; or its process died or timed out.
+        """
+        self._idle_since = None
+        deadline = time.monotonic() + self._config.wait_interval
+        while True:
+            while self._finished_results:
+                if self._handle_result(self._finished_results.popleft()):
+                    return
+            self._purge_children()
+            if self._finished_results:
+                continue
+            now = time.monotonic()
+            if now >= deadline:
+                return
+            self._ping_if_due()
+            wake = min(deadline, self._next_ping) if self._ping_thread is None else deadline
+            for step_process in self._running_steps.values():
+                if step_process.timeout_time is not None and not step_process.result_received:
+                    wake = min(wake, step_process.timeout_time + 0.001)
+            self._wait_for_children(max(0.0, wake - time.monotonic()))
+
+    def _load_new_dep(self, item: Any) -> Step:
+        if isinstance(item, Step):
+            return item
+        module, family, params = item
+        return load_step(module, family, params)
+
+    def _handle_result(self, result: StepResult) -> bool:
+        step_id, status, expl, missing, new_requirements = result
+        step = self._scheduled_steps.get(step_id)
+        step_process = self._running_steps.get(step_id)
+        if step is None or step_process is None:
+            return False  # not (or no longer) ours: already handled
+
+        new_deps: list[str] = []
+        if new_requirements:
+            try:
+                new_steps = [self._load_new_dep(item) for item in new_requirements]
+            except Exception:
+                status = FAILED
+                expl = f"Could not load the dynamic dependencies {step} yielded:\n{traceback.format_exc()}"
+                logger.error(expl)
+            else:
+                for new_step in new_steps:
+                    self._validate_step(new_step)
+                self._add_graph(new_steps)
+                new_deps = [new_step.step_id for new_step in new_steps]
+
+        external_step_retryable = is_external(step) and self._config.retry_external_steps
+        if status == FAILED and not external_step_retryable:
+            self._email_step_failure(step, expl)
+
+        self._add_step(
+            step_id=step_id,
+            status=status,
+            expl=json.dumps(expl, default=str),
+            resources=step.process_resources(),
+            runnable=None,
+            params=step.to_str_params(),
+            family=step.step_family,
+            module=step.step_module,
+            new_deps=new_deps,
+            assistant=self._assistant,
+            retry_policy_dict=_retry_policy_dict(step),
+        )
+        self._running_steps.pop(step_id)
+        step_process.close()
+        if status == DONE and self._step_completion_cache is not None:
+            self._step_completion_cache[step_id] = True
+        if self.reporters:
+            self._notify_reporters("on_finished", step, StepStatus(status))
+
+        if missing:
+            # Schedule again, so that the vanished dependencies run first; but
+            # not for ever if they keep vanishing.
+            reschedule = True
+            for missing_id in missing:
+                self.unfulfilled_counts[missing_id] += 1
+                if self.unfulfilled_counts[missing_id] > self._config.max_reschedules:
+                    reschedule = False
+            if reschedule:
+                self.add(step)
+
+        self.run_succeeded &= (status == DONE) or len(new_deps) > 0
+        return True
+
+    def _sleep(self, seconds: float) -> None:
+        """Sleep, pinging the scheduler on time meanwhile."""
+        end = time.monotonic() + seconds
+        while True:
+            self._ping_if_due()
+            now = time.monotonic()
+            if now >= end:
+                return
+            wake = end if self._ping_thread is not None else min(end, self._next_ping)
+            time.sleep(max(0.0, wake - now))
+
+    def _sleeper(self) -> Iterator[None]:
+        while True:
+            wait_interval = self._config.wait_interval + random.uniform(0, self._config.wait_jitter)
+            logger.debug("Sleeping for %f seconds", wait_interval)
+            self._sleep(wait_interval)
+            yield
+
+    def _keep_alive(self, response: GetWorkResponse) -> bool:
+        """Whether to stay and ask again although there is no work for us now.
+
+        Never without ``keep_alive``; always for an assistant; otherwise while
+        pending steps remain (only those unique to us with ``count_uniques``,
+        last scheduled by us with ``count_last_scheduled``), for at most
+        ``max_keep_alive_idle_duration`` of idling when that is set.
+        """
+        if not self._keep_alive_enabled:
+            return False
+        if self._assistant:
+            return True
+        if self._config.count_last_scheduled:
+            return response.n_pending_last_scheduled > 0
+        if self._config.count_uniques:
+            return response.n_unique_pending > 0
+        if response.n_pending_steps == 0:
+            return False
+        max_idle = self._config.max_keep_alive_idle_duration
+        if not max_idle or not self._idle_since:
+            return True
+        time_to_shutdown = self._idle_since + max_idle - datetime.datetime.now()
+        logger.debug("[%s] %s until shutdown", self._id, time_to_shutdown)
+        return time_to_shutdown > datetime.timedelta(0)
+
+    def handle_interrupt(self, signum: int, _frame: Any) -> None:
+        """SIGUSR1: stop asking for work, finish the steps that run, then exit."""
+        if signum == signal.SIGUSR1:
+            self._start_phasing_out()
+
+    def _start_phasing_out(self) -> None:
+        if not self._stop_requesting_work:
+            logger.info("Worker %s stops asking for work; finishing the steps that run", self._id)
+        self._keep_alive_enabled = False
+        self._stop_requesting_work = True
+
+    def run(self) -> bool:
+        """Run steps until the scheduler has none left for us; True if every step we ran succeeded."""
+        logger.info("Running Worker with %d processes", self.worker_processes)
+        sleeper = self._sleeper()
+        self.run_succeeded = True
+        self._add_worker()
+        self._next_ping = time.monotonic() + self._config.ping_interval
+        try:
+            while True:
+                while len(self._running_steps) >= self.worker_processes > 0:
+                    logger.debug("%d running steps, waiting for next step to finish", len(self._running_steps))
+                    self._handle_next_step()
+
+                response = self._get_work()
+                if response.worker_state == WORKER_STATE_DISABLED:
+                    self._start_phasing_out()
+
+                if response.step_id is None:
+                    if not self._stop_requesting_work:
+                        self._log_remote_steps(response)
+                    if not self._running_steps:
+                        self._idle_since = self._idle_since or datetime.datetime.now()
+                        if self._keep_alive(response):
+                            next(sleeper)
+                            continue
+                        break
+                    self._handle_next_step()
+                    continue
+
+                logger.debug("Pending steps: %s", response.n_pending_steps)
+                self._run_step(response.step_id)
+
+            while self._running_steps:
+                logger.debug("Shut down Worker, %d more steps to go", len(self._running_steps))
+                self._handle_next_step()
+        finally:
+            self._stop_ping_thread()
+        return self.run_succeeded
+
+
+def _is_bool_like(value: Any) -> bool:
+    # Luigi accepts anything equal to True or False (0, 1, numpy booleans).
+    try:
+        return value in (True, False)
+    except Exception:  # e.g. an array whose truth is ambiguous
+        return False

@@ -1,0 +1,137 @@
+"""The processes and threads a worker uses besides its own: fork or spawn, pinging, pooled checks.
+
+* :func:`choose_mp_context` picks how to start child processes right now:
+  ``fork`` when this process has no other thread, else ``spawn``. Forking a
+  process with threads copies whatever locks those threads hold into the
+  child, where nobody will ever release them (Python 3.12 warns about it,
+  3.14 stopped defaulting to fork on Linux).
+* :class:`PingThread` pings the scheduler while a step runs inside the
+  worker's own process. The worker stops it before it forks anything.
+* :class:`SerialChecker` and :class:`PoolChecker` check ``complete()`` for
+  :meth:`trun.worker.Worker.add`: inline, or in a ``ProcessPoolExecutor``
+  (``parallel_scheduling``). The pool forks all its processes before it
+  starts its own management thread, so it never forks with a thread alive.
+
+Hazards: with ``spawn`` (and always in the pool) steps cross a process
+boundary by pickling, so their classes must be importable at module level.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import multiprocessing
+import os
+import threading
+import traceback
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor
+from concurrent.futures import wait as wait_for_futures
+from typing import Any
+
+from trun.step import Step
+from trun.step_process import check_complete_cached
+
+__all__ = ["PingThread", "PoolChecker", "SerialChecker", "TracebackWrapper", "check_complete_or_traceback",
+           "choose_mp_context"]
+
+logger = logging.getLogger("trun-interface")
+
+
+def choose_mp_context() -> tuple[Any, list[str]]:
+    """``(context, names of other live threads)``: fork if none are alive (and fork exists), else spawn."""
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn"), []
+    current = threading.current_thread()
+    others = [t.name for t in threading.enumerate() if t is not current and t.is_alive()]
+    return multiprocessing.get_context("spawn" if others else "fork"), others
+
+
+class PingThread(threading.Thread):
+    """Calls ``ping()`` every ``interval`` seconds until :meth:`stop`; a daemon, so it never blocks exit."""
+
+    def __init__(self, ping: Callable[[], None], interval: float) -> None:
+        super().__init__(name="trun-worker-ping", daemon=True)
+        self._ping = ping
+        self._interval = interval
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self._interval):
+            self._ping()
+
+    def stop(self) -> None:
+        """Stop pinging and wait until the thread has ended."""
+        self._stop_event.set()
+        self.join()
+
+
+class TracebackWrapper:
+    """A ``complete()`` that raised, as its formatted traceback (so that it can cross processes)."""
+
+    def __init__(self, trace: str) -> None:
+        self.trace = trace
+
+
+def check_complete_or_traceback(step: Step, completion_cache: dict[str, bool] | None = None) -> Any:
+    """``step.complete()``, or a :class:`TracebackWrapper` if it raised."""
+    try:
+        return check_complete_cached(step, completion_cache)
+    except Exception:
+        return TracebackWrapper(traceback.format_exc())
+
+
+class SerialChecker:
+    """Checks ``complete()`` in this process, at the moment a step is discovered; answers first in, first out."""
+
+    def __init__(self, completion_cache: dict[str, bool] | None) -> None:
+        self._cache = completion_cache
+        self._ready: collections.deque[tuple[Step, Any]] = collections.deque()
+
+    def submit(self, step: Step) -> None:
+        logger.debug("Checking if %s is complete", step)
+        self._ready.append((step, check_complete_or_traceback(step, self._cache)))
+
+    def next_result(self) -> tuple[Step, Any]:
+        """The next ``(step, complete() answer)``; FIFO, so the walk is breadth-first."""
+        return self._ready.popleft()
+
+    def close(self) -> None:
+        pass
+
+
+class PoolChecker:
+    """Checks ``complete()`` in a pool of ``processes`` processes (0: one per CPU); answers as they come."""
+
+    def __init__(self, mp_context: Any, processes: int, completion_cache: dict[str, bool] | None) -> None:
+        self._pool = ProcessPoolExecutor(max_workers=processes or os.cpu_count() or 1, mp_context=mp_context)
+        self._cache = completion_cache
+        self._futures: dict[Future[Any], Step] = {}
+        self._ready: collections.deque[tuple[Step, Any]] = collections.deque()
+
+    def submit(self, step: Step) -> None:
+        if self._cache is not None and self._cache.get(step.step_id):
+            self._ready.append((step, True))
+            return
+        try:
+            self._futures[self._pool.submit(check_complete_or_traceback, step)] = step
+        except Exception:  # a broken pool (a check killed its process) refuses new work
+            self._ready.append((step, TracebackWrapper(traceback.format_exc())))
+
+    def next_result(self) -> tuple[Step, Any]:
+        """The next ``(step, complete() answer)`` to arrive, waiting for one if needed."""
+        while not self._ready:
+            done, _ = wait_for_futures(list(self._futures), return_when=FIRST_COMPLETED)
+            for future in done:
+                step = self._futures.pop(future)
+                try:
+                    is_complete = future.result()
+                except Exception:  # e.g. the step or its answer could not be pickled
+                    is_complete = TracebackWrapper(traceback.format_exc())
+                if is_complete is True and self._cache is not None:
+                    self._cache[step.step_id] = True
+                self._ready.append((step, is_complete))
+        return self._ready.popleft()
+
+    def close(self) -> None:
+        """Stop the pool's processes (after the checks under way)."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
