@@ -1,0 +1,786 @@
+"""The scheduler's memory: step and worker records, and the indexes that keep ``get_work`` fast.
+
+:class:`trun.scheduler.Scheduler` decides *what* happens (policies, RPC
+semantics); :class:`SchedulerState` holds the records and keeps every derived
+index consistent with them, so that no request has to scan all known steps:
+
+* ``by_status``: status -> ids of the steps that have it.
+* ``rdeps``: step id -> ids of the steps that list it as a dependency (the id
+  may be unknown: a dependency nobody has added yet).
+* per step, ``n_unfinished`` (dependencies that are missing or not DONE) and
+  ``n_blocking`` (dependencies that are DISABLED, or PENDING behind a DISABLED
+  one), updated incrementally when a dependency changes (in a dependency
+  *cycle* of PENDING steps a blocking mark can outlive its cause; such steps
+  never run anyway);
+* the ready queue (:class:`ReadyQueue`): heaps of PENDING steps whose
+  dependencies are all DONE, one heap per (worker, resource signature), plus
+  one per resource signature holding every runnable ready step (assistants);
+* per worker: the steps it may run, the steps it is a stakeholder of, the steps
+  it is running, and the ``count_pending`` counters;
+* ``used``: resources held by RUNNING steps; ``batches``: batch id -> members;
+* ``deadlines``: a heap of due times (retries, re-enables, removals, worker
+  timeouts) so that pruning only looks at what is due.
+
+Mutation protocol (hazard: get it wrong and the indexes drift). A step's
+fields that the indexes derive from (status, deps, workers, resources,
+priority, worker_running, stakeholders, remove, ...) may only change between
+``begin(step)`` and ``end(step)``: ``begin`` takes the step out of every index,
+``end`` puts it back and tells its dependents when its DONE-ness or blocking
+changed. Changes of dependents triggered from there leave a step that is
+itself between ``begin`` and ``end`` detached; its own ``end`` finishes the
+job. :meth:`SchedulerState.validate` recomputes every index from the records
+and raises :class:`SchedulerStateError` on any difference; tests run it after
+every call.
+
+Durable records (plain dicts for ``dump_state``/``drain_changes``) are made
+and parsed in :mod:`trun.scheduler_records`.
+"""
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Iterable
+from typing import Any
+
+from trun.step_status import (
+    BATCH_RUNNING,
+    DISABLED,
+    DONE,
+    FAILED,
+    PENDING,
+    RUNNING,
+    UNKNOWN,
+    StepStatus,
+)
+
+__all__ = [
+    "RUNNING_STATUSES",
+    "STATE_VERSION",
+    "TRANSITIONS",
+    "ReadyQueue",
+    "SchedulerState",
+    "SchedulerStateError",
+    "StateFormatError",
+    "StepRecord",
+    "WorkerRecord",
+    "resource_signature",
+]
+
+#: Version of the dicts written by ``dump_state``; ``load_state`` refuses others.
+STATE_VERSION = 1
+
+#: Statuses in which a step is held by exactly one worker (``worker_running``).
+RUNNING_STATUSES = frozenset({RUNNING, BATCH_RUNNING})
+
+_ALL = frozenset({PENDING, RUNNING, BATCH_RUNNING, DONE, FAILED, DISABLED, UNKNOWN})
+
+#: Every status change the scheduler may make (old -> allowed new). Staying in
+#: the same status is not a change. Not listed, hence never done: anything ->
+#: BATCH_RUNNING except from PENDING (only ``get_work`` builds batches);
+#: RUNNING -> BATCH_RUNNING; anything -> SUSPENDED (stored as PENDING).
+#: RUNNING/BATCH_RUNNING -> DISABLED happens only through the failure policy
+#: (too many failures); a worker's DISABLED report for a running step is ignored.
+TRANSITIONS: dict[StepStatus, frozenset[StepStatus]] = {
+    PENDING: _ALL - {PENDING},
+    RUNNING: frozenset({PENDING, DONE, FAILED, DISABLED, UNKNOWN}),
+    BATCH_RUNNING: frozenset({PENDING, RUNNING, DONE, FAILED, DISABLED, UNKNOWN}),
+    DONE: _ALL - {DONE, BATCH_RUNNING},
+    FAILED: _ALL - {FAILED, BATCH_RUNNING},
+    DISABLED: _ALL - {DISABLED, BATCH_RUNNING},
+    UNKNOWN: _ALL - {UNKNOWN, BATCH_RUNNING},
+}
+
+# Revoked leases remembered per step; older ones are forgotten first.
+_MAX_REVOKED = 32
+
+
+class SchedulerStateError(AssertionError):
+    """An index disagrees with the step records: a scheduler bug (raised by ``validate``)."""
+
+
+class StateFormatError(ValueError):
+    """A state dict given to ``load_state``/``apply_changes`` is malformed or of another version."""
+
+
+def resource_signature(resources: dict[str, int] | None) -> tuple[tuple[str, int], ...]:
+    """Hashable form of a resource need; steps with equal needs share a ready-queue group."""
+    if not resources:
+        return ()
+    return tuple(sorted(resources.items()))
+
+
+class StepRecord:
+    """Everything the scheduler knows about one step.
+
+    The first block of attributes is durable (written by ``dump_state``); the
+    second is derived and rebuilt by :class:`SchedulerState`.
+    """
+
+    __slots__ = (
+        # durable
+        "id", "status", "deps", "stakeholders", "workers", "time", "updated", "retry", "remove",
+        "worker_running", "time_running", "lease", "revoked", "expl", "priority", "resources",
+        "resources_running", "family", "module", "params", "param_visibilities", "accepts_messages",
+        "retry_policy", "failures", "first_failure_time", "tracking_url", "status_message",
+        "progress_percentage", "scheduler_message_responses", "scheduler_disable_time", "runnable",
+        "batchable", "batch_id", "seq",
+        # derived
+        "attached", "n_unfinished", "n_blocking", "p_done", "p_block", "ready", "counted",
+        "run_indexed", "used_contrib", "heap_version", "heap_key", "heap_owners",
+        "dl_retry", "dl_enable", "dl_remove",
+    )
+
+    def __init__(self, step_id: str, status: StepStatus, now: float, seq: int) -> None:
+        self.id = step_id
+        self.status = status
+        #: Ids of the steps this one needs.
+        self.deps: set[str] = set()
+        #: Workers that care about this step; it is removed once none is left.
+        self.stakeholders: set[str] = set()
+        #: Workers able to run it, in the order they said so (a dict used as an ordered set).
+        self.workers: dict[str, None] = {}
+        self.time = now  # first added
+        self.updated = now  # last status change
+        self.retry: float | None = None  # FAILED -> PENDING at this time
+        self.remove: float | None = None  # removed at this time (no stakeholders)
+        #: The one worker holding the step; not None exactly when RUNNING/BATCH_RUNNING.
+        self.worker_running: str | None = None
+        self.time_running: float | None = None
+        #: Incremented each time the step starts running (a fencing epoch).
+        self.lease = 0
+        #: Workers whose lease was taken away; their late DONE/FAILED is ignored.
+        self.revoked: list[str] = []
+        self.expl: Any = None
+        self.priority: float = 0
+        self.resources: dict[str, int] = {}
+        self.resources_running: dict[str, int] | None = None
+        self.family = ""
+        self.module: str | None = None
+        self.params: dict[str, Any] = {}
+        self.param_visibilities: dict[str, int] = {}
+        self.accepts_messages = False
+        #: Per-step overrides of retry_count / disable_hard_timeout / disable_window.
+        self.retry_policy: dict[str, Any] | None = None
+        self.failures: list[float] = []
+        self.first_failure_time: float | None = None
+        self.tracking_url: str | None = None
+        self.status_message: str | None = None
+        self.progress_percentage: Any = None
+        self.scheduler_message_responses: dict[str, Any] = {}
+        self.scheduler_disable_time: float | None = None
+        self.runnable = False
+        self.batchable = False
+        self.batch_id: str | None = None
+        self.seq = seq  # tie-break of equal (priority, time): insertion order
+
+        self.attached = False
+        self.n_unfinished = 0
+        self.n_blocking = 0
+        # What the dependents currently believe about this step.
+        self.p_done = False
+        self.p_block = False
+        self.ready = False
+        self.counted = False
+        self.run_indexed = False
+        self.used_contrib: dict[str, int] | None = None
+        self.heap_version = 0
+        self.heap_key: tuple[Any, ...] | None = None
+        self.heap_owners: set[str | None] = set()
+        self.dl_retry: float | None = None
+        self.dl_enable: float | None = None
+        self.dl_remove: float | None = None
+
+    def __repr__(self) -> str:
+        return f"StepRecord({self.id!r}, {self.status.value})"
+
+    @property
+    def blocking(self) -> bool:
+        """True when a dependent's upstream status is UPSTREAM_DISABLED because of this step."""
+        return self.status is DISABLED or (self.status is PENDING and self.n_blocking > 0)
+
+    @property
+    def rank_key(self) -> tuple[float, float, int]:
+        """Sort key, smallest first: higher priority, then added earlier, then inserted earlier."""
+        return (-self.priority, self.time, self.seq)
+
+    @property
+    def public_params(self) -> dict[str, Any]:
+        """Parameters whose visibility is PUBLIC (shown in the UI and in ``display_name``)."""
+        vis = self.param_visibilities
+        return {k: v for k, v in self.params.items() if vis.get(k, 0) == 0}
+
+    @property
+    def hidden_params(self) -> dict[str, Any]:
+        """Parameters whose visibility is HIDDEN."""
+        vis = self.param_visibilities
+        return {k: v for k, v in self.params.items() if vis.get(k, 0) == 1}
+
+    @property
+    def pretty_id(self) -> str:
+        """``Family(a=1, b=2)`` over the public parameters, sorted by name."""
+        param_str = ", ".join(f"{k}={v}" for k, v in sorted(self.public_params.items()))
+        return f"{self.family}({param_str})"
+
+
+class WorkerRecord:
+    """A worker as the scheduler sees it: identity, liveness, messages, and per-worker indexes."""
+
+    __slots__ = (
+        "id", "reference", "last_active", "last_get_work", "started", "info", "disabled", "rpc_messages",
+        "steps", "stakes", "running", "running_member", "n_pending", "n_unique", "n_last", "dl",
+    )
+
+    def __init__(self, worker_id: str, now: float) -> None:
+        self.id = worker_id
+        self.reference: dict[str, Any] | None = None
+        self.last_active = now
+        self.last_get_work: float | None = None
+        self.started = now
+        self.info: dict[str, Any] = {}
+        self.disabled = False
+        self.rpc_messages: list[dict[str, Any]] = []
+        # indexes
+        self.steps: set[str] = set()  # this worker is in step.workers
+        self.stakes: set[str] = set()  # this worker is in step.stakeholders
+        self.running: set[str] = set()  # step.worker_running == this worker
+        self.running_member: set[str] = set()  # RUNNING and this worker in step.workers
+        self.n_pending = 0
+        self.n_unique = 0
+        self.n_last = 0
+        self.dl: float | None = None  # pushed timeout deadline
+
+    def __repr__(self) -> str:
+        return f"WorkerRecord({self.id!r})"
+
+    @property
+    def assistant(self) -> bool:
+        """True when the worker announced itself as an assistant (runs any runnable step)."""
+        return bool(self.info.get("assistant", False))
+
+    @property
+    def enabled(self) -> bool:
+        return not self.disabled
+
+    @property
+    def state(self) -> str:
+        """``"active"`` or ``"disabled"`` (as in ``get_work``'s ``worker_state``)."""
+        return "disabled" if self.disabled else "active"
+
+
+class ReadyQueue:
+    """Heaps of ready steps, grouped by owner (worker id, or None for all runnable) and resource need.
+
+    Entries are ``(-priority, time, seq, version, step_id)``; an entry is valid
+    while the step is ready, its ``heap_version`` equals ``version`` and the
+    owner may still run it. Invalid entries are dropped lazily when they reach
+    the top, and the heaps are rebuilt when dead entries outnumber live ones.
+    """
+
+    def __init__(self) -> None:
+        self.heaps: dict[str | None, dict[tuple[Any, ...], list[tuple[Any, ...]]]] = {}
+        self.size = 0
+        self._size_after_rebuild = 0
+
+    def push(self, owner: str | None, sig: tuple[Any, ...], entry: tuple[Any, ...]) -> None:
+        groups = self.heaps.get(owner)
+        if groups is None:
+            groups = self.heaps[owner] = {}
+        heap = groups.get(sig)
+        if heap is None:
+            heap = groups[sig] = []
+        heapq.heappush(heap, entry)
+        self.size += 1
+
+    def groups(self, owner: str | None) -> dict[tuple[Any, ...], list[tuple[Any, ...]]]:
+        return self.heaps.get(owner, {})
+
+    def needs_rebuild(self, n_ready: int) -> bool:
+        return self.size > 2 * self._size_after_rebuild + 4 * n_ready + 8192
+
+    def clear(self) -> None:
+        self.heaps.clear()
+        self.size = 0
+
+    def rebuilt(self) -> None:
+        self._size_after_rebuild = self.size
+
+
+class SchedulerState:
+    """Records plus derived indexes; see the module docstring for the mutation protocol."""
+
+    def __init__(self, disable_persist: float = 86400.0, worker_disconnect_delay: float = 60.0,
+                 retry_delay: float = 900.0) -> None:
+        self.disable_persist = disable_persist
+        self.worker_disconnect_delay = worker_disconnect_delay
+        self.retries = retry_delay >= 0  # a negative retry_delay never retries: no deadlines
+        self.steps: dict[str, StepRecord] = {}
+        self.workers: dict[str, WorkerRecord] = {}
+        #: worker id -> family -> (batched param names, max batch size)
+        self.batchers: dict[str, dict[str, tuple[list[str], float]]] = {}
+        self.by_status: dict[StepStatus, set[str]] = {s: set() for s in StepStatus}
+        self.rdeps: dict[str, set[str]] = {}
+        self.ready = ReadyQueue()
+        self.ready_ids: set[str] = set()
+        self.used: dict[str, int] = {}
+        self.batches: dict[str, set[str]] = {}
+        self.deadlines: list[tuple[float, int, str, str]] = []
+        self.unstaked: set[str] = set()
+        self.dirty: set[str] = set()
+        self._seq = itertools.count()
+        self._dl_seq = itertools.count()
+        # Heap entry versions are unique across steps, so an entry of a removed
+        # step can never pass for one of a new step with the same id.
+        self._versions = itertools.count(1)
+
+    # ------------------------------------------------------------ workers
+    def get_worker(self, worker_id: str, now: float) -> WorkerRecord:
+        """The worker's record, created (as just seen) if unknown."""
+        w = self.workers.get(worker_id)
+        if w is None:
+            w = self.workers[worker_id] = WorkerRecord(worker_id, now)
+            self.push_worker_deadline(w)
+        return w
+
+    def push_worker_deadline(self, w: WorkerRecord) -> None:
+        """Schedule a look at ``w`` when it would time out if it stays silent."""
+        w.dl = w.last_active + self.worker_disconnect_delay
+        self.push_deadline(w.dl, "worker", w.id)
+
+    # ------------------------------------------------------------ deadlines
+    def push_deadline(self, when: float, kind: str, key: str) -> None:
+        """``kind`` is ``retry``/``enable``/``remove`` (key: step id) or ``worker`` (key: worker id)."""
+        heapq.heappush(self.deadlines, (when, next(self._dl_seq), kind, key))
+
+    # ------------------------------------------------------------ steps
+    def new_step(self, step_id: str, status: StepStatus, now: float) -> StepRecord:
+        """Create a step, *detached*: set its fields, then call :meth:`end` to index it.
+
+        Until then its dependents count it as missing (unfinished, not blocking),
+        which is what its ``p_done``/``p_block`` say.
+        """
+        s = StepRecord(step_id, status, now, next(self._seq))
+        self.steps[step_id] = s
+        self.dirty.add(step_id)
+        return s
+
+    def remove_step(self, s: StepRecord) -> None:
+        """Forget a step; its dependents count it as missing from now on."""
+        self.detach(s)
+        for w_id in s.workers:
+            self.workers[w_id].steps.discard(s.id)
+        for w_id in s.stakeholders:
+            self.workers[w_id].stakes.discard(s.id)
+        for dep in s.deps:
+            self._unlink(dep, s.id)
+        del self.steps[s.id]
+        self.unstaked.discard(s.id)
+        flipped = self._tell_dependents(s.id, -int(s.p_done), -int(s.p_block))
+        s.p_done = s.p_block = False
+        for r in flipped:
+            self.sync(r)
+        self.dirty.add(s.id)
+
+    def begin(self, s: StepRecord) -> None:
+        """Take ``s`` out of the indexes before changing indexed fields."""
+        self.detach(s)
+
+    def end(self, s: StepRecord) -> None:
+        """Put ``s`` back into the indexes and tell its dependents what changed."""
+        self.attach(s)
+        self.sync(s)
+        self.dirty.add(s.id)
+
+    def set_deps(self, s: StepRecord, deps: Iterable[str]) -> None:
+        """Replace the dependencies of a detached step."""
+        new = set(deps)
+        old = s.deps
+        for d in old - new:
+            self._unlink(d, s.id)
+        for d in new - old:
+            self.rdeps.setdefault(d, set()).add(s.id)
+        s.deps = new
+        self._recount(s)
+
+    def add_deps(self, s: StepRecord, deps: Iterable[str]) -> None:
+        """Add dependencies to a detached step."""
+        self.set_deps(s, s.deps | set(deps))
+
+    def _recount(self, s: StepRecord) -> None:
+        steps = self.steps
+        unfinished = blocking = 0
+        for d in s.deps:
+            dep = steps.get(d)
+            if dep is None or not dep.p_done:
+                unfinished += 1
+            if dep is not None and dep.p_block:
+                blocking += 1
+        s.n_unfinished = unfinished
+        s.n_blocking = blocking
+
+    def _unlink(self, dep: str, step_id: str) -> None:
+        users = self.rdeps.get(dep)
+        if users is not None:
+            users.discard(step_id)
+            if not users:
+                del self.rdeps[dep]
+
+    def add_worker_to_step(self, s: StepRecord, worker_id: str) -> None:
+        """Record that ``worker_id`` can run the detached step ``s``."""
+        if worker_id not in s.workers:
+            s.workers[worker_id] = None
+            self.workers[worker_id].steps.add(s.id)
+
+    def remove_worker_from_step(self, s: StepRecord, worker_id: str) -> None:
+        if worker_id in s.workers:
+            del s.workers[worker_id]
+            self.workers[worker_id].steps.discard(s.id)
+
+    def add_stakeholder(self, s: StepRecord, worker_id: str) -> None:
+        if worker_id not in s.stakeholders:
+            s.stakeholders.add(worker_id)
+            self.workers[worker_id].stakes.add(s.id)
+
+    def remove_stakeholder(self, s: StepRecord, worker_id: str) -> None:
+        if worker_id in s.stakeholders:
+            s.stakeholders.discard(worker_id)
+            self.workers[worker_id].stakes.discard(s.id)
+
+    def revoke(self, s: StepRecord, worker_id: str) -> None:
+        """Remember that ``worker_id`` no longer holds ``s`` (its late reports are ignored)."""
+        if worker_id not in s.revoked:
+            s.revoked.append(worker_id)
+            del s.revoked[:-_MAX_REVOKED]
+
+    def batch_members(self, batch_id: str) -> list[StepRecord]:
+        """BATCH_RUNNING steps of a batch, in a stable order."""
+        return [self.steps[i] for i in sorted(self.batches.get(batch_id, ()))]
+
+    # ------------------------------------------------------------ indexing
+    def detach(self, s: StepRecord) -> None:
+        """Remove ``s``'s contributions from every index (no-op when already detached)."""
+        if not s.attached:
+            return
+        s.attached = False
+        self.by_status[s.status].discard(s.id)
+        if s.counted:
+            self._count(s, -1)
+            s.counted = False
+        if s.ready:
+            s.ready = False
+            self.ready_ids.discard(s.id)
+        if s.run_indexed:
+            used = self.used
+            for r, a in (s.used_contrib or {}).items():
+                left = used.get(r, 0) - a
+                if left:
+                    used[r] = left
+                else:
+                    used.pop(r, None)
+            s.used_contrib = None
+            workers = self.workers
+            for w_id in s.workers:
+                workers[w_id].running_member.discard(s.id)
+            s.run_indexed = False
+        if s.worker_running is not None:
+            w = self.workers.get(s.worker_running)
+            if w is not None:
+                w.running.discard(s.id)
+        if s.batch_id is not None and s.status is BATCH_RUNNING:
+            members = self.batches.get(s.batch_id)
+            if members is not None:
+                members.discard(s.id)
+                if not members:
+                    del self.batches[s.batch_id]
+
+    def attach(self, s: StepRecord) -> None:
+        """Add ``s``'s contributions to every index from its current fields."""
+        if s.attached:
+            self.detach(s)
+        s.attached = True
+        status = s.status
+        self.by_status[status].add(s.id)
+        if status is FAILED or (status is PENDING and s.n_blocking == 0):
+            self._count(s, 1)
+            s.counted = True
+        if status is PENDING and s.n_unfinished == 0:
+            s.ready = True
+            self.ready_ids.add(s.id)
+            self._push_ready(s)
+        else:
+            s.heap_key = None
+        workers = self.workers
+        if status is RUNNING:
+            contrib = dict(s.resources_running if s.resources_running is not None else s.resources)
+            used = self.used
+            for r, a in contrib.items():
+                if a:
+                    used[r] = used.get(r, 0) + a
+            s.used_contrib = contrib
+            for w_id in s.workers:
+                workers[w_id].running_member.add(s.id)
+            s.run_indexed = True
+        if s.worker_running is not None:
+            workers[s.worker_running].running.add(s.id)
+        if s.batch_id is not None and status is BATCH_RUNNING:
+            self.batches.setdefault(s.batch_id, set()).add(s.id)
+        if not s.stakeholders and s.remove is None:
+            self.unstaked.add(s.id)
+        else:
+            self.unstaked.discard(s.id)
+        # deadlines: push when the due time changed since the last push
+        if status is FAILED and self.retries and s.retry is not None and s.dl_retry != s.retry:
+            s.dl_retry = s.retry
+            self.push_deadline(s.retry, "retry", s.id)
+        if status is DISABLED and s.scheduler_disable_time is not None and s.dl_enable != s.scheduler_disable_time:
+            s.dl_enable = s.scheduler_disable_time
+            self.push_deadline(s.scheduler_disable_time + self.disable_persist, "enable", s.id)
+        if s.remove is not None and s.dl_remove != s.remove:
+            s.dl_remove = s.remove
+            self.push_deadline(s.remove, "remove", s.id)
+
+    def _count(self, s: StepRecord, sign: int) -> None:
+        ws = s.workers
+        if not ws:
+            return
+        workers = self.workers
+        unique = len(ws) == 1
+        for w_id in ws:
+            w = workers[w_id]
+            w.n_pending += sign
+            if unique:
+                w.n_unique += sign
+        workers[next(reversed(ws))].n_last += sign
+
+    def _push_ready(self, s: StepRecord) -> None:
+        key = (-s.priority, s.time, s.seq, resource_signature(s.resources))
+        owners: set[str | None] = set(s.workers)
+        if s.runnable:
+            owners.add(None)
+        if s.heap_key != key:
+            s.heap_version = next(self._versions)
+            s.heap_key = key
+            new = owners
+        else:
+            new = owners - s.heap_owners
+        s.heap_owners = owners
+        if new:
+            entry = (key[0], key[1], key[2], s.heap_version, s.id)
+            sig = key[3]
+            for owner in new:
+                self.ready.push(owner, sig, entry)
+        if self.ready.needs_rebuild(len(self.ready_ids)):
+            self.rebuild_ready()
+
+    def entry_valid(self, owner: str | None, entry: tuple[Any, ...]) -> StepRecord | None:
+        """The step of a heap entry if the entry is still live for ``owner``, else None."""
+        s = self.steps.get(entry[4])
+        if s is None or not s.ready or s.heap_version != entry[3]:
+            return None
+        if owner is None:
+            return s if s.runnable else None
+        return s if owner in s.workers else None
+
+    def rebuild_ready(self) -> None:
+        """Drop dead heap entries by rebuilding every heap from the ready steps."""
+        self.ready.clear()
+        for step_id in self.ready_ids:
+            s = self.steps[step_id]
+            s.heap_key = None
+            s.heap_owners = set()
+        for step_id in self.ready_ids:
+            s = self.steps[step_id]
+            key = (-s.priority, s.time, s.seq, resource_signature(s.resources))
+            owners: set[str | None] = set(s.workers)
+            if s.runnable:
+                owners.add(None)
+            s.heap_version = next(self._versions)
+            s.heap_key = key
+            s.heap_owners = owners
+            entry = (key[0], key[1], key[2], s.heap_version, s.id)
+            for owner in owners:
+                groups = self.ready.heaps.setdefault(owner, {})
+                groups.setdefault(key[3], []).append(entry)
+                self.ready.size += 1
+        for groups in self.ready.heaps.values():
+            for heap in groups.values():
+                heapq.heapify(heap)
+        self.ready.rebuilt()
+
+    def sync(self, s: StepRecord) -> None:
+        """Tell dependents of ``s`` (transitively for blocking) what changed about it."""
+        stack = [s]
+        while stack:
+            x = stack.pop()
+            if not x.attached or x.id not in self.steps:
+                continue
+            done = x.status is DONE
+            blocking = x.blocking
+            d_done = int(done) - int(x.p_done)
+            d_block = int(blocking) - int(x.p_block)
+            if not d_done and not d_block:
+                continue
+            x.p_done = done
+            x.p_block = blocking
+            stack.extend(self._tell_dependents(x.id, d_done, d_block))
+
+    def _tell_dependents(self, step_id: str, d_done: int, d_block: int) -> list[StepRecord]:
+        """Adjust the dependents' counters; return those whose blocking changed."""
+        flipped = []
+        if not d_done and not d_block:
+            return flipped
+        steps = self.steps
+        for rid in tuple(self.rdeps.get(step_id, ())):
+            r = steps[rid]
+            was_attached = r.attached
+            if was_attached:
+                self.detach(r)
+            r.n_unfinished -= d_done
+            r.n_blocking += d_block
+            if was_attached:
+                self.attach(r)
+                if r.blocking != r.p_block:
+                    flipped.append(r)
+        return flipped
+
+    def upsert_step(self, s: StepRecord, now: float) -> None:
+        """Replace (or create) a step from a parsed record (:func:`step_from_record`), keeping indexes right."""
+        old = self.steps.get(s.id)
+        if old is not None:
+            self.remove_step(old)
+        for w_id in itertools.chain(s.workers, s.stakeholders, [s.worker_running] if s.worker_running else []):
+            self.get_worker(w_id, now)
+        deps, workers, stakeholders = s.deps, s.workers, s.stakeholders
+        s.deps, s.workers, s.stakeholders = set(), {}, set()
+        self.steps[s.id] = s
+        for d in deps:
+            self.rdeps.setdefault(d, set()).add(s.id)
+        s.deps = deps
+        self._recount(s)
+        for w_id in workers:
+            self.add_worker_to_step(s, w_id)
+        for w_id in stakeholders:
+            self.add_stakeholder(s, w_id)
+        self._seq = itertools.count(max(next(self._seq), s.seq + 1))
+        self.attach(s)
+        self.sync(s)
+        self.dirty.discard(s.id)
+
+    def discard_record(self, step_id: str) -> None:
+        s = self.steps.get(step_id)
+        if s is not None:
+            self.remove_step(s)
+        self.dirty.discard(step_id)
+
+    # ------------------------------------------------------------ validation
+    def validate(self) -> None:
+        """Recompute every index from the records; raise :class:`SchedulerStateError` on a difference."""
+        errors: list[str] = []
+        steps, workers = self.steps, self.workers
+
+        def check(ok: bool, message: str) -> None:
+            if not ok:
+                errors.append(message)
+
+        for status, ids in self.by_status.items():
+            expected = {sid for sid, s in steps.items() if s.status is status}
+            check(ids == expected, f"status index {status.value}: has {sorted(ids ^ expected)[:5]} wrong")
+        rdeps: dict[str, set[str]] = {}
+        for sid, s in steps.items():
+            for d in s.deps:
+                rdeps.setdefault(d, set()).add(sid)
+        check(rdeps == self.rdeps, "reverse dependency index differs from the steps' deps")
+        used: dict[str, int] = {}
+        batches: dict[str, set[str]] = {}
+        counters = {wid: [0, 0, 0] for wid in workers}
+        expected_sets: dict[str, tuple[set[str], set[str], set[str], set[str]]] = {
+            wid: (set(), set(), set(), set()) for wid in workers}
+        ready_ids = set()
+        unstaked = set()
+        live_entries: set[tuple[str | None, str]] = set()
+        live_steps: set[str] = set()
+        for owner, groups in self.ready.heaps.items():
+            for sig, heap in groups.items():
+                for entry in heap:
+                    s = self.entry_valid(owner, entry)
+                    if s is not None:
+                        check(s.heap_key is not None and s.heap_key[3] == sig,
+                              f"ready entry of {s.id} is in the wrong resource group")
+                        live_entries.add((owner, s.id))
+                        live_steps.add(s.id)
+        for sid, s in steps.items():
+            where = f"step {sid!r}"
+            check(s.attached, f"{where} is detached")
+            n_unfinished = sum(1 for d in s.deps if d not in steps or steps[d].status is not DONE)
+            n_blocking = sum(1 for d in s.deps if d in steps and steps[d].blocking)
+            check(s.n_unfinished == n_unfinished, f"{where}: n_unfinished {s.n_unfinished} != {n_unfinished}")
+            check(s.n_blocking == n_blocking, f"{where}: n_blocking {s.n_blocking} != {n_blocking}")
+            check(s.p_done == (s.status is DONE), f"{where}: dependents not told about DONE")
+            check(s.p_block == s.blocking, f"{where}: dependents not told about blocking")
+            running = s.status in RUNNING_STATUSES
+            check((s.worker_running is not None) == running,
+                  f"{where}: worker_running={s.worker_running!r} with status {s.status.value}")
+            check(s.batch_id is None or running, f"{where}: batch_id set while {s.status.value}")
+            is_ready = s.status is PENDING and n_unfinished == 0
+            check(s.ready == is_ready, f"{where}: ready flag {s.ready} != {is_ready}")
+            if is_ready:
+                ready_ids.add(sid)
+                for owner in itertools.chain(s.workers, [None] if s.runnable else []):
+                    check((owner, sid) in live_entries, f"{where}: no live ready entry for owner {owner!r}")
+            else:
+                check(sid not in live_steps, f"{where}: live ready entry but not ready")
+            for w_id in itertools.chain(s.workers, s.stakeholders):
+                check(w_id in workers, f"{where}: refers to unknown worker {w_id!r}")
+            if s.worker_running is not None:
+                check(s.worker_running in workers, f"{where}: run by unknown worker {s.worker_running!r}")
+                if s.worker_running in workers:
+                    expected_sets[s.worker_running][2].add(sid)
+            for w_id in s.workers:
+                if w_id in expected_sets:
+                    expected_sets[w_id][0].add(sid)
+                    if s.status is RUNNING:
+                        expected_sets[w_id][3].add(sid)
+            for w_id in s.stakeholders:
+                if w_id in expected_sets:
+                    expected_sets[w_id][1].add(sid)
+            counted = s.status is FAILED or (s.status is PENDING and n_blocking == 0)
+            check(s.counted == counted, f"{where}: counted flag {s.counted} != {counted}")
+            if counted and s.workers:
+                for w_id in s.workers:
+                    if w_id in counters:
+                        counters[w_id][0] += 1
+                        if len(s.workers) == 1:
+                            counters[w_id][1] += 1
+                last = next(reversed(s.workers))
+                if last in counters:
+                    counters[last][2] += 1
+            if s.status is RUNNING:
+                for r, a in (s.resources_running if s.resources_running is not None else s.resources).items():
+                    used[r] = used.get(r, 0) + a
+            if s.status is BATCH_RUNNING and s.batch_id is not None:
+                batches.setdefault(s.batch_id, set()).add(sid)
+            if not s.stakeholders and s.remove is None:
+                unstaked.add(sid)
+        check(ready_ids == self.ready_ids, "ready set differs from the steps' statuses")
+        check({r: a for r, a in used.items() if a} == self.used,
+              f"used resources {self.used} != {used}")
+        check(batches == self.batches, f"batch index {self.batches} != {batches}")
+        check(unstaked == self.unstaked, "set of steps without stakeholders differs")
+        deadline_keys = {(kind, key) for _, _, kind, key in self.deadlines}
+        for sid, s in steps.items():
+            if s.status is FAILED and self.retries and s.retry is not None:
+                check(("retry", sid) in deadline_keys, f"step {sid!r}: no retry deadline")
+            if s.status is DISABLED and s.scheduler_disable_time is not None:
+                check(("enable", sid) in deadline_keys, f"step {sid!r}: no re-enable deadline")
+            if s.remove is not None:
+                check(("remove", sid) in deadline_keys, f"step {sid!r}: no removal deadline")
+        for wid, w in workers.items():
+            check(("worker", wid) in deadline_keys, f"worker {wid!r}: no timeout deadline")
+            exp_steps, exp_stakes, exp_running, exp_member = expected_sets[wid]
+            check(w.steps == exp_steps, f"worker {wid!r}: steps index differs")
+            check(w.stakes == exp_stakes, f"worker {wid!r}: stakeholder index differs")
+            check(w.running == exp_running, f"worker {wid!r}: running index differs")
+            check(w.running_member == exp_member, f"worker {wid!r}: running-member index differs")
+            check([w.n_pending, w.n_unique, w.n_last] == counters[wid],
+                  f"worker {wid!r}: counters {[w.n_pending, w.n_unique, w.n_last]} != {counters[wid]}")
+        if errors:
+            raise SchedulerStateError("scheduler state is inconsistent:\n  " + "\n  ".join(errors[:20]))
