@@ -122,12 +122,6 @@ def process_is_running(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="reads process states from /proc")
-@pytest.mark.xfail(strict=True, raises=StepProcessOutlivedItsWorker, reason=(
-    "trun/step_process.py _child_main (StepProcess.start): a step's child process does not "
-    "notice that its worker died (no parent-death signal or watch of the parent), so after "
-    "`kill -9` of a --workers 2 worker its step keeps running, and runs concurrently with "
-    "the attempt of the worker the scheduler gives the step to after worker_disconnect_delay; "
-    "it should stop when its worker dies"))
 def test_step_process_of_a_killed_worker_stops_before_another_worker_runs_the_step(trund_factory, tmp_path):
     trund_cfg = write_cfg(tmp_path / "trund.cfg", "[scheduler]\nworker_disconnect_delay = 2\n"
                                                   "retry_delay = 0.5\nprune_on_get_work = true\n")

@@ -30,11 +30,14 @@ Hazards:
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import importlib
 import logging
 import os
 import queue
 import random
+import signal
+import sys
 import threading
 import time
 import traceback
@@ -476,6 +479,7 @@ class StepProcess:
             inbox.use_pipe(mp_context)
         reader, writer = mp_context.Pipe(duplex=False)
         family = getattr(self.step, "step_family", "step")
+        self.worker_pid = os.getpid()
         # Assigned after start(): with spawn, `self` is pickled during start().
         process = mp_context.Process(target=_child_main, args=(self, writer), name=f"trun-{family}"[:60])
         try:
@@ -591,8 +595,29 @@ class _PipeScheduler:
         return call
 
 
+def _die_with_worker(worker_pid: int) -> None:
+    """Have the kernel kill this process when the worker that started it dies.
+
+    Once the worker is gone its steps' leases lapse and the scheduler gives them to
+    another worker; a step still running here would then run twice at once.
+    Linux only (``prctl(PR_SET_PDEATHSIG)``); elsewhere a no-op.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # no libc with prctl: keep running as before
+        logger.debug("prctl(PR_SET_PDEATHSIG) unavailable; step process won't follow its worker's death")
+        return
+    if os.getppid() != worker_pid:  # the worker died before prctl took effect
+        os._exit(1)
+
+
 def _child_main(step_process: StepProcess, conn: Any) -> None:
     """Entry point of a step's child process: run, then send the result to the worker."""
+    _die_with_worker(getattr(step_process, "worker_pid", os.getppid()))
     # Children forked from one parent share its random state; steps that draw
     # random numbers must not all draw the same ones.
     random.seed()
