@@ -18,6 +18,8 @@ extras = {
     "history": ["SQLAlchemy>=2.0"],
     "jsonschema": ["jsonschema>=4"],
     "docs": ["sphinx>=7"],
+    # Drives Debian's chromium (apt-get install chromium); never run `playwright install`.
+    "browser-test": ["playwright>=1.40"],
 }
 extras["test"] = [
     "pytest>=7",
@@ -29,7 +31,8 @@ extras["test"] = [
     "pygments",
     "moto[ses,sns]>=5",
     "ruff",
-] + extras["toml"] + extras["jsonschema"]
+] + extras["toml"] + extras["jsonschema"] + extras["history"] + extras["prometheus"] \
+    + extras["postgres"] + extras["browser-test"]
 
 setup(
     name="trun",
