@@ -402,3 +402,19 @@ def test_lock_pid_file_lives_in_lock_pid_dir(workdir):
     code, _, err = finish(start_sleepy(workdir), workdir)
     assert code == 0, err
     assert [p.suffix for p in (workdir / "locks").iterdir()] == [".pid"]
+
+
+def test_module_in_the_current_directory_is_found_without_pythonpath(tmp_path):
+    (tmp_path / "cwd_steps.py").write_text(
+        "import trun\n"
+        "class InCwd(trun.Step):\n"
+        "    def complete(self):\n"
+        "        return True\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    # bin/trun, like the installed console script, has its own directory as sys.path[0], not the cwd.
+    launcher = Path(__file__).resolve().parent.parent / "bin" / "trun"
+    result = subprocess.run([sys.executable, str(launcher),
+                             "--module", "cwd_steps", "InCwd", "--local-scheduler", "--no-progress"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "complete ones were encountered" in result.stderr

@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import importlib
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
@@ -232,6 +233,12 @@ class CmdlineParser:
         module = getattr(known_args, "core_module", None)
         if not module:
             return
+        # As `python -m` does, look in the current directory too: `trun --module my_steps`
+        # from the directory holding my_steps.py should just work. Appended, so it never
+        # shadows an installed module.
+        cwd = os.getcwd()
+        if cwd not in sys.path and "" not in sys.path:
+            sys.path.append(cwd)
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:
