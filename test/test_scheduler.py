@@ -686,6 +686,64 @@ def test_revoked_worker_may_claim_the_step_again(sch, clock):
     assert ids(sch.step_list(DONE, "")) == {"A"}
 
 
+def time_out_and_remove(sch, clock, step_id="A", worker="X"):
+    """``worker`` runs ``step_id`` and goes silent; the step fails, then is removed (no stakeholders)."""
+    sch.add_step(worker=worker, step_id=step_id)
+    assert work(sch, worker) == step_id
+    clock.set(11)
+    sch.prune()
+    clock.set(1012)
+    sch.prune()
+    assert step_id not in sch.step_list("", "")
+
+
+def test_late_report_from_timed_out_worker_is_ignored_after_step_was_removed_and_added_again(sch, clock):
+    time_out_and_remove(sch, clock)
+    sch.add_step(worker="Y", step_id="A")
+    sch.add_step(worker="X", step_id="A", status=DONE)
+    assert work(sch, "Y") == "A"
+
+
+def test_removed_batch_member_added_again_ignores_late_report_of_timed_out_batch_worker(make_scheduler, clock):
+    # Shrunk from the Hypothesis state machine: the member turned non-batchable
+    # while its batch ran, so the batch failure removed it at once.
+    sch = make_scheduler(retry_delay=20, remove_delay=50, worker_disconnect_delay=30)
+    sch.add_step_batcher(worker="B", step_family="F", batched_args=["p"])
+    for step_id in ("s1", "s5"):
+        sch.add_step(worker="B", step_id=step_id, family="F", params={"p": step_id}, batchable=True)
+    assert sch.get_work(worker="B")["batch_step_ids"] == ["s1", "s5"]
+    sch.add_step(worker="A", step_id="s1", family="F", params={"p": "s1"}, batchable=False)
+    clock.set(31)
+    sch.ping(worker="A")
+    sch.prune()
+    clock.set(32)
+    sch.prune()
+    assert "s1" not in sch.step_list("", "")
+    sch.add_step(worker="A", step_id="s1", family="F", params={"p": "s1"})
+    sch.add_step(worker="B", step_id="s1", status=FAILED)
+    assert work(sch, "A") == "s1"
+
+
+def test_revoked_leases_of_removed_step_survive_dump_and_load(sch, make_scheduler, clock):
+    time_out_and_remove(sch, clock)
+    other = make_scheduler()
+    other.load_state(json.loads(json.dumps(sch.dump_state())))
+    other.add_step(worker="Y", step_id="A")
+    other.add_step(worker="X", step_id="A", status=FAILED)
+    assert ids(other.step_list(PENDING, "")) == {"A"}
+
+
+def test_revoked_leases_of_removed_step_survive_journal_replay(sch, make_scheduler, clock):
+    snapshot = sch.dump_state()
+    time_out_and_remove(sch, clock)
+    replica = make_scheduler()
+    replica.load_state(snapshot)
+    replica.apply_changes(json.loads(json.dumps(sch.drain_changes())))
+    replica.add_step(worker="Y", step_id="A")
+    replica.add_step(worker="X", step_id="A", status=FAILED)
+    assert ids(replica.step_list(PENDING, "")) == {"A"}
+
+
 def test_timeout_after_rescheduling_does_not_lose_the_step(sch, clock):
     sch.add_step(worker="X", step_id="A")
     work(sch, "X")

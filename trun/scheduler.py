@@ -24,7 +24,9 @@ away from its worker without that worker's own report -- the worker stopped
 pinging for ``worker_disconnect_delay`` (the step is FAILED and retried after
 ``retry_delay``), ``mark_as_done``, an unclaimed batch being reset -- the
 worker's lease is *revoked*: a later DONE/FAILED from it for that step is
-ignored, until it claims the step afresh (reports it PENDING or RUNNING). A
+ignored, until it claims the step afresh (reports it PENDING or RUNNING), even
+after the step was removed and added again (removed steps keep their revoked
+leases as durable *tombstones*, the most recent 10,000). A
 worker that reports DONE for a step it is not running (found complete while
 scheduling) is applied, as in Luigi.
 
@@ -89,7 +91,7 @@ from trun.scheduler_config import (
     send_disable_email,
 )
 from trun.scheduler_queries import SchedulerQueries
-from trun.scheduler_records import apply_records, dump_state, load_into, step_record
+from trun.scheduler_records import apply_records, dump_state, load_into, removed_step_record, step_record
 from trun.scheduler_select import select
 from trun.scheduler_state import (
     RUNNING_STATUSES,
@@ -400,7 +402,7 @@ class Scheduler(SchedulerQueries):
                     st.end(s)
                 else:
                     logger.info("removing step %r (no stakeholders)", s.id)
-                    st.remove_step(s)
+                    st.bury_step(s)
         for entry in later:
             heapq.heappush(st.deadlines, entry)
         if self._email_batcher is not None:
@@ -630,7 +632,7 @@ class Scheduler(SchedulerQueries):
             raise TypeError(f"add_steps: steps must be a list of add_step argument objects, got {steps!r:.80}")
         prepared = []
         for i, entry in enumerate(steps):
-            if not isinstance(entry, Mapping):
+            if type(entry) is not dict and not isinstance(entry, Mapping):
                 raise TypeError(f"add_steps: steps[{i}] must be an object of add_step arguments, got {entry!r:.80}")
             if entry.get("worker", worker) != worker:
                 raise ValueError(f"add_steps: steps[{i}] names worker {entry['worker']!r}, "
@@ -757,7 +759,8 @@ class Scheduler(SchedulerQueries):
     # ------------------------------------------------------------ getting work
     @rpc_method(allow_null=False)
     def get_work(self, worker: str, host: str | None = None, assistant: bool = False,
-                 current_steps: Sequence[str] | None = None) -> dict[str, Any]:
+                 current_steps: Sequence[str] | None = None,
+                 reports: Sequence[dict[str, Any]] | None = None) -> dict[str, Any]:
         """Hand ``worker`` its best runnable step (or a batch), with its pending counters.
 
         Reply: ``n_pending_steps, n_unique_pending, n_pending_last_scheduled,
@@ -766,7 +769,14 @@ class Scheduler(SchedulerQueries):
         for a batch. ``current_steps`` (the steps the worker believes it runs)
         makes the scheduler re-offer a step it thinks the worker runs but the
         worker lost, and return unclaimed batch members to PENDING.
+
+        ``reports`` (a trun addition; Luigi clients never send it) are
+        :meth:`add_step` argument dicts applied first, exactly as
+        :meth:`add_steps` would: a worker reports the step it just finished
+        and asks for the next one in a single round trip.
         """
+        if reports:
+            self.add_steps(worker, reports)
         if self._config.prune_on_get_work:
             self.prune()
         now = self._clock()
@@ -781,10 +791,11 @@ class Scheduler(SchedulerQueries):
         batch: list[StepRecord] | None = None
         if current_steps is not None:
             claimed = set(check_ids(current_steps, "current_steps") or ())
-            lost = [st.steps[i] for i in w.running if st.steps[i].status is RUNNING and i not in claimed]
-            if lost:
-                best = min(lost, key=lambda x: x.rank_key)
-            self._reset_orphaned_batches(w, now)
+            if w.running:  # nothing can be lost or orphaned otherwise
+                lost = [st.steps[i] for i in w.running if st.steps[i].status is RUNNING and i not in claimed]
+                if lost:
+                    best = min(lost, key=lambda x: x.rank_key)
+                self._reset_orphaned_batches(w, now)
         if best is None and not self._paused:
             active_since = now - self._config.worker_disconnect_delay
             best, batch = select(st, w, bool(assistant), self._resources, active_since)
@@ -926,10 +937,10 @@ class Scheduler(SchedulerQueries):
         self._state = new
 
     def drain_changes(self) -> dict[str, dict[str, Any] | None]:
-        """Records of the steps changed since the last call (``None`` for a removed step)."""
+        """Records of the steps changed since the last call (a removed step's tombstone, or ``None``)."""
         st = self._state
         dirty, st.dirty = st.dirty, set()
-        return {i: (step_record(st.steps[i]) if i in st.steps else None) for i in dirty}
+        return {i: (step_record(st.steps[i]) if i in st.steps else removed_step_record(st, i)) for i in dirty}
 
     def apply_changes(self, changes: Mapping[str, dict[str, Any] | None]) -> None:
         """Apply :meth:`drain_changes` output (journal replay); all records are checked first."""

@@ -3,7 +3,10 @@
 A step record holds every durable field of a
 :class:`~trun.scheduler_state.StepRecord` (status, deps, stakeholders, workers,
 times, lease and revoked leases, failures, retry and disable times, batch id,
-params ...); a worker record its identity, info and queued messages. Sets are
+params ...); a worker record its identity, info and queued messages; a
+*tombstone* ``{"id", "removed": true, "revoked"}`` the revoked leases of a
+removed step (``dump_state`` keeps them under ``tombstones``, ``drain_changes``
+writes one instead of ``null`` for such a step). Sets are
 written as sorted lists, an infinite batch size as ``null``: everything is
 JSON. Parsing checks each field and raises
 :class:`~trun.scheduler_state.StateFormatError` (a ``ValueError``) naming the
@@ -26,8 +29,8 @@ from trun.scheduler_state import (
 )
 from trun.step_status import PENDING, StepStatus
 
-__all__ = ["apply_records", "dump_state", "iter_batchers", "load_into", "step_from_record", "step_record",
-           "worker_from_record", "worker_record"]
+__all__ = ["apply_records", "dump_state", "iter_batchers", "load_into", "removed_step_record", "step_from_record",
+           "step_record", "worker_from_record", "worker_record"]
 
 
 def step_record(s: StepRecord) -> dict[str, Any]:
@@ -69,6 +72,12 @@ def step_record(s: StepRecord) -> dict[str, Any]:
         "seq": s.seq,
     }
 
+
+def removed_step_record(state: SchedulerState, step_id: str) -> dict[str, Any] | None:
+    """What ``drain_changes`` reports for a removed step: its tombstone, or None when it has none."""
+    revoked = state.tombstones.get(step_id)
+    return None if revoked is None else {"id": step_id, "removed": True, "revoked": list(revoked)}
+
 def worker_record(w: WorkerRecord) -> dict[str, Any]:
     """The durable, JSON-able record of a worker."""
     return {
@@ -90,6 +99,7 @@ def dump_state(state: SchedulerState) -> dict[str, Any]:
         "workers": {wid: worker_record(w) for wid, w in state.workers.items()},
         "batchers": {wid: {fam: [list(args), _finite_or_none(size)] for fam, (args, size) in fams.items()}
                      for wid, fams in state.batchers.items()},
+        "tombstones": {sid: list(revoked) for sid, revoked in state.tombstones.items()},
     }
 
 
@@ -251,13 +261,23 @@ def iter_batchers(raw: Any) -> Iterator[tuple[str, str, list[str], float]]:
 def _parse_steps(records: Mapping[str, Any]) -> list[StepRecord]:
     parsed = []
     for step_id, rec in records.items():
-        if rec is None:
+        if rec is None or _is_tombstone(rec):
             continue
         s = step_from_record(rec)
         if s.id != step_id:
             raise StateFormatError(f"malformed scheduler state: record under {step_id!r} has id {s.id!r}")
         parsed.append(s)
     return parsed
+
+
+def _is_tombstone(rec: Any) -> bool:
+    return isinstance(rec, dict) and rec.get("removed") is True
+
+
+def _parse_tombstones(raw: Any) -> dict[str, list[str]]:
+    if not isinstance(raw, Mapping):
+        raise StateFormatError("malformed scheduler state: 'tombstones' must be an object")
+    return {sid: _str_list({"revoked": revoked}, sid, "revoked") for sid, revoked in raw.items()}
 
 
 def load_into(state: SchedulerState, dumped: Any, now: float) -> None:
@@ -280,6 +300,9 @@ def load_into(state: SchedulerState, dumped: Any, now: float) -> None:
         parsed_workers.append(w)
     parsed_steps = _parse_steps(steps)
     batchers = list(iter_batchers(dumped.get("batchers", {})))
+    tombstones = _parse_tombstones(dumped.get("tombstones", {}))
+    for sid, revoked in tombstones.items():
+        state.set_tombstone(sid, revoked)
     for w in parsed_workers:
         state.workers[w.id] = w
         state.push_worker_deadline(w)
@@ -291,12 +314,16 @@ def load_into(state: SchedulerState, dumped: Any, now: float) -> None:
 
 
 def apply_records(state: SchedulerState, changes: Any, now: float) -> None:
-    """Apply ``{step_id: record or None}`` (journal replay); raises before changing anything if one is bad."""
+    """Apply ``{step_id: record, tombstone or None}`` (journal replay); raises before changing anything if one is bad."""
     if not isinstance(changes, Mapping):
         raise StateFormatError(f"scheduler changes must be an object, got {type(changes).__name__}")
     parsed = {s.id: s for s in _parse_steps(changes)}
+    buried = _parse_tombstones({sid: rec.get("revoked", []) for sid, rec in changes.items() if _is_tombstone(rec)})
     for step_id, rec in changes.items():
         if rec is None:
             state.discard_record(step_id)
+        elif step_id in buried:
+            state.discard_record(step_id)
+            state.set_tombstone(step_id, buried[step_id])
         else:
             state.upsert_step(parsed[step_id], now)

@@ -92,6 +92,8 @@ TRANSITIONS: dict[StepStatus, frozenset[StepStatus]] = {
 
 # Revoked leases remembered per step; older ones are forgotten first.
 _MAX_REVOKED = 32
+# Removed steps whose revoked leases are still remembered; the oldest are forgotten first.
+_MAX_TOMBSTONES = 10_000
 
 
 class SchedulerStateError(AssertionError):
@@ -326,6 +328,10 @@ class SchedulerState:
         self.deadlines: list[tuple[float, int, str, str]] = []
         self.unstaked: set[str] = set()
         self.dirty: set[str] = set()
+        #: Removed step id -> its revoked leases (oldest removal first). A timed-out
+        #: worker may still be running the step and report it late, after the step
+        #: was removed and added again: the new record must still ignore it.
+        self.tombstones: dict[str, list[str]] = {}
         self._seq = itertools.count()
         self._dl_seq = itertools.count()
         # Heap entry versions are unique across steps, so an entry of a removed
@@ -359,6 +365,7 @@ class SchedulerState:
         which is what its ``p_done``/``p_block`` say.
         """
         s = StepRecord(step_id, status, now, next(self._seq))
+        s.revoked = self.tombstones.pop(step_id, [])
         self.steps[step_id] = s
         self.dirty.add(step_id)
         return s
@@ -379,6 +386,19 @@ class SchedulerState:
         for r in flipped:
             self.sync(r)
         self.dirty.add(s.id)
+
+    def bury_step(self, s: StepRecord) -> None:
+        """Remove a step for good, remembering its revoked leases for a step added later under its id."""
+        self.remove_step(s)
+        self.set_tombstone(s.id, s.revoked)
+
+    def set_tombstone(self, step_id: str, revoked: list[str]) -> None:
+        """Remember (or, with no ``revoked``, forget) the revoked leases of the removed step ``step_id``."""
+        self.tombstones.pop(step_id, None)
+        if revoked:
+            self.tombstones[step_id] = list(revoked)
+            while len(self.tombstones) > _MAX_TOMBSTONES:
+                del self.tombstones[next(iter(self.tombstones))]
 
     def begin(self, s: StepRecord) -> None:
         """Take ``s`` out of the indexes before changing indexed fields."""
@@ -647,6 +667,7 @@ class SchedulerState:
         old = self.steps.get(s.id)
         if old is not None:
             self.remove_step(old)
+        self.tombstones.pop(s.id, None)
         for w_id in itertools.chain(s.workers, s.stakeholders, [s.worker_running] if s.worker_running else []):
             self.get_worker(w_id, now)
         deps, workers, stakeholders = s.deps, s.workers, s.stakeholders
@@ -689,6 +710,7 @@ class SchedulerState:
             for d in s.deps:
                 rdeps.setdefault(d, set()).add(sid)
         check(rdeps == self.rdeps, "reverse dependency index differs from the steps' deps")
+        check(not self.tombstones.keys() & steps.keys(), "a known step still has a tombstone")
         used: dict[str, int] = {}
         batches: dict[str, set[str]] = {}
         counters = {wid: [0, 0, 0] for wid in workers}
