@@ -268,7 +268,7 @@ def check_resources(value: Any, what: str = "resources") -> dict[str, int]:
     """A copy of a ``{name: non-negative int}`` mapping (``{}`` for None)."""
     if value is None:
         return {}
-    if not isinstance(value, Mapping):
+    if type(value) is not dict and not isinstance(value, Mapping):  # dict first: ABC checks are slow
         raise TypeError(f"{what} must be a mapping of resource name to amount, e.g. {{'db': 1}}, got {value!r}")
     out = {}
     for name, amount in value.items():
@@ -289,7 +289,7 @@ def check_retry_policy(retry_policy_dict: Any) -> dict[str, Any] | None:
     """The non-None entries of a step's ``retry_policy_dict`` (None when there are none)."""
     if not retry_policy_dict:
         return None
-    if not isinstance(retry_policy_dict, Mapping):
+    if type(retry_policy_dict) is not dict and not isinstance(retry_policy_dict, Mapping):
         raise TypeError(f"retry_policy_dict must be a mapping, got {retry_policy_dict!r}")
     out = {}
     for key, value in retry_policy_dict.items():

@@ -197,9 +197,19 @@ def _annotation_kinds(annotation: Any) -> tuple[type, ...] | None:
     return _JSON_KINDS.get(base)
 
 
+# annotation -> _annotation_kinds(annotation): the RPC signatures are fixed, and
+# parsing their (string) annotations on every request cost more than the call.
+_ANNOTATION_KINDS_CACHE: dict[Any, tuple[type, ...] | None] = {}
+
+
 def _type_problem(annotation: Any, value: Any) -> str | None:
     """Describe the expected form when ``value`` (decoded JSON) does not fit ``annotation``."""
-    kinds = _annotation_kinds(annotation)
+    try:
+        kinds = _ANNOTATION_KINDS_CACHE[annotation]
+    except KeyError:
+        kinds = _ANNOTATION_KINDS_CACHE[annotation] = _annotation_kinds(annotation)
+    except TypeError:  # an unhashable annotation object
+        kinds = _annotation_kinds(annotation)
     if kinds is None:
         return None
     # JSON true/false are Python bools, which are ints: an int parameter must not take them.

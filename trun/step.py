@@ -111,6 +111,10 @@ _NOT_USER_SPECIFIED = "__not_user_specified"
 _FORWARDED_ATTRIBUTES = ("set_tracking_url", "set_status_message", "set_progress_percentage",
                          "decrease_running_resources", "scheduler_messages")
 
+# (step class, event) -> the callbacks trigger_event calls; emptied whenever a
+# handler is added or removed.
+_event_dispatch_cache: dict[tuple[type, str], tuple[Callable[..., Any], ...]] = {}
+
 # Key under which Register.__call__ hands already resolved values to __init__.
 _PRESET_KEY = "_trun_preset_values"
 
@@ -518,6 +522,7 @@ class Step(metaclass=Register):
         """
         def register(callback: Callable[..., Any]) -> Callable[..., Any]:
             cls._event_callbacks.setdefault(cls, {}).setdefault(event, {})[callback] = None
+            _event_dispatch_cache.clear()
             return callback
         return register
 
@@ -526,6 +531,7 @@ class Step(metaclass=Register):
         """Unregister a callback added with :meth:`event_handler` on this same class."""
         try:
             del cls._event_callbacks[cls][event][callback]
+            _event_dispatch_cache.clear()
         except KeyError:
             raise ValueError(
                 f"{callback!r} is not registered for event {event!r} on {cls.__name__}; "
@@ -537,16 +543,23 @@ class Step(metaclass=Register):
         A callback that raises is logged and skipped; ``KeyboardInterrupt``
         stops the dispatch.
         """
-        for event_class, callbacks_by_event in list(self._event_callbacks.items()):
-            if not isinstance(self, event_class):
-                continue
-            for callback in list(callbacks_by_event.get(event, ())):
-                try:
-                    callback(*args, **kwargs)
-                except KeyboardInterrupt:
-                    return
-                except BaseException:
-                    logger.exception("Error in event callback for %r", event)
+        # The callbacks of a (class, event) pair are looked up once: the worker
+        # triggers several events per step, most of them with no callback at all.
+        key = (type(self), event)
+        callbacks = _event_dispatch_cache.get(key)
+        if callbacks is None:
+            callbacks = tuple(callback
+                              for event_class, callbacks_by_event in list(self._event_callbacks.items())
+                              if isinstance(self, event_class)
+                              for callback in callbacks_by_event.get(event, ()))
+            _event_dispatch_cache[key] = callbacks
+        for callback in callbacks:
+            try:
+                callback(*args, **kwargs)
+            except KeyboardInterrupt:
+                return
+            except BaseException:
+                logger.exception("Error in event callback for %r", event)
 
     # -- names ---------------------------------------------------------------
 
@@ -874,7 +887,7 @@ def validate_requirement(step: Step, dependency: Any) -> None:
 
     The worker calls this for every dependency it schedules.
     """
-    if isinstance(dependency, Step):
+    if _is_step(dependency):
         return
     from trun.target import Target
 
@@ -949,6 +962,13 @@ def getpaths(struct: Any) -> Any:
     return [getpaths(item) for item in items]
 
 
+def _is_step(obj: Any) -> bool:
+    # isinstance(obj, Step) without abc's Python-level __instancecheck__:
+    # Register is the metaclass of Step and of nothing else, so a class made
+    # by it is a Step class (flatten() runs this for every dependency).
+    return isinstance(type(obj), Register) or isinstance(obj, Step)
+
+
 def flatten(struct: Any) -> list[Any]:
     """A flat list of the items of a nested structure of dicts (their values), lists and iterables.
 
@@ -958,10 +978,12 @@ def flatten(struct: Any) -> list[Any]:
     """
     if struct is None:
         return []
-    if isinstance(struct, Step) or isinstance(struct, str):
+    if type(struct) is list or type(struct) is tuple:  # the usual case first
+        items: Iterable[Any] = struct
+    elif _is_step(struct) or isinstance(struct, str):
         return [struct]
-    if isinstance(struct, dict):
-        items: Iterable[Any] = struct.values()
+    elif isinstance(struct, dict):
+        items = struct.values()
     elif isinstance(struct, (list, tuple)):
         items = struct
     else:
@@ -971,7 +993,7 @@ def flatten(struct: Any) -> list[Any]:
             return [struct]
     flat: list[Any] = []
     for item in items:
-        if isinstance(item, Step):
+        if _is_step(item):
             flat.append(item)
         else:
             flat.extend(flatten(item))

@@ -354,7 +354,10 @@ class StepProcess:
 
     def _run(self) -> StepResult:
         step = self.step
-        logger.info("[pid %s] Worker %s running   %s", os.getpid(), self.worker_id, step)
+        # os.getpid() and formatting only when someone listens (this runs once per step).
+        log_info = logger.isEnabledFor(logging.INFO)
+        if log_info:
+            logger.info("[pid %s] Worker %s running   %s", os.getpid(), self.worker_id, step)
         status: StepStatus = FAILED
         expl: Any = ""
         missing: list[str] = []
@@ -390,11 +393,13 @@ class StepProcess:
                         f"Step {step} finished running, but complete() is still returning false. "
                         "Make run() create every output, or set [worker] check_complete_on_run = false.")
             if new_deps:
-                logger.info("[pid %s] Worker %s new requirements      %s", os.getpid(), self.worker_id, step)
+                if log_info:
+                    logger.info("[pid %s] Worker %s new requirements      %s", os.getpid(), self.worker_id, step)
             elif status == DONE:
                 step.trigger_event(Event.PROCESSING_TIME, step, time.time() - started)
                 expl = step.on_success()
-                logger.info("[pid %s] Worker %s done      %s", os.getpid(), self.worker_id, step)
+                if log_info:
+                    logger.info("[pid %s] Worker %s done      %s", os.getpid(), self.worker_id, step)
                 step.trigger_event(Event.SUCCESS, step)
                 if self.completion_cache is not None:
                     self.completion_cache[step.step_id] = True

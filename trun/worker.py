@@ -14,6 +14,8 @@ A :class:`Worker` talks to a scheduler — the in-process
 2. :meth:`Worker.run` asks the scheduler for work until none is left (or, with
    ``keep_alive``, for as long as other workers may still produce some), runs
    each step it gets (see :mod:`trun.step_process`) and reports the result.
+   With a ``trund``, a result travels with the next ``get_work`` request
+   (its ``reports`` argument): one round trip per step instead of two.
 
 ``[worker]`` configuration (class :class:`worker`) sets the defaults; keyword
 arguments to ``Worker(...)`` override them, e.g. ``Worker(keep_alive=True)``.
@@ -80,7 +82,7 @@ from trun.step_process import (
 from trun.step_register import load_step
 from trun.step_status import DISABLED, DONE, FAILED, PENDING, RUNNING, UNKNOWN, StepStatus
 from trun.target import Target
-from trun.worker_processes import PingThread, PoolChecker, SerialChecker, TracebackWrapper, choose_mp_context
+from trun.worker_processes import GcPacer, PingThread, PoolChecker, SerialChecker, TracebackWrapper, choose_mp_context
 
 __all__ = [
     "GetWorkResponse",
@@ -287,6 +289,8 @@ class Worker:
         self._add_buffer_since = 0.0
         self._param_visibilities: dict[type, dict[str, Any]] = {}
         self._spawn_reason_logged = False
+        self._gc_pacer = GcPacer()
+        self._get_work_takes_reports: bool | None = None
 
         self._previous_sigusr1: Any = None
         if not self._config.no_install_shutdown_handler:
@@ -368,6 +372,34 @@ class Worker:
             else:
                 for kwargs in buffered:
                     self._scheduler.add_step(worker=self._id, **kwargs)
+
+    def _scheduler_takes_reports(self) -> bool:
+        """Whether ``get_work`` of our scheduler accepts ``reports`` (trun's, in process or remote)."""
+        takes = self._get_work_takes_reports
+        if takes is None:
+            from trun.scheduler import Scheduler
+
+            try:
+                # In process there is no round trip to save, and add_step is the cheaper call.
+                takes = (not isinstance(self._scheduler, Scheduler)
+                         and "reports" in inspect.signature(self._scheduler.get_work).parameters)
+            except (AttributeError, TypeError, ValueError):
+                takes = False
+            self._get_work_takes_reports = takes
+        return takes
+
+    def _call_get_work(self) -> dict[str, Any]:
+        """``get_work``, carrying the buffered reports along when the scheduler allows (one round trip)."""
+        kwargs = {"worker": self._id, "host": self.host, "assistant": self._assistant,
+                  "current_steps": list(self._running_steps)}
+        reports = self._add_buffer
+        if reports and self._scheduler_takes_reports():
+            self._add_buffer = []
+            self._add_buffer_since = time.monotonic()
+            kwargs["reports"] = reports
+        else:
+            self._flush_add_buffer()
+        return self._scheduler.get_work(**kwargs)
 
     def _param_visibilities_of(self, step: Step) -> dict[str, Any]:
         # Visibilities depend only on the class: computed once per class.
@@ -589,7 +621,9 @@ class Worker:
             self._add_buffer = []
             self._add_buffer_since = time.monotonic()
         current = roots[0]
+        pacer = self._gc_pacer
         try:
+            pacer.__enter__()
             seen = set()
             for root in roots:
                 if root.step_id not in seen:
@@ -599,6 +633,7 @@ class Worker:
             while outstanding:
                 current, is_complete = checker.next_result()
                 outstanding -= 1
+                pacer.tick()
                 for dep in self._add(current, is_complete):
                     if dep.step_id not in seen:
                         self._validate_step(dep)
@@ -618,11 +653,14 @@ class Worker:
             checker.close()
             if ping_thread_started:
                 self._stop_ping_thread()
-            if outer_buffer is None:
-                try:
-                    self._flush_add_buffer()
-                finally:
-                    self._add_buffer = None
+            try:
+                if outer_buffer is None:
+                    try:
+                        self._flush_add_buffer()
+                    finally:
+                        self._add_buffer = None
+            finally:
+                pacer.__exit__(None, None, None)
 
     def _add_step_batcher(self, step: Step) -> None:
         family = step.step_family
@@ -777,14 +815,15 @@ class Worker:
 
     def _get_work(self) -> GetWorkResponse:
         if self._stop_requesting_work:
+            self._flush_add_buffer()
             return GetWorkResponse(None, [], 0, 0, 0, WORKER_STATE_DISABLED)
         with self._scheduler_lock:
             if self.worker_processes > 0:
                 logger.debug("Asking scheduler for work...")
-                r = self._scheduler.get_work(worker=self._id, host=self.host, assistant=self._assistant,
-                                             current_steps=list(self._running_steps))
+                r = self._call_get_work()
             else:
                 logger.debug("Checking if steps are still pending")
+                self._flush_add_buffer()
                 r = self._scheduler.count_pending(worker=self._id)
 
         running_steps = r.get("running_steps") or []
@@ -930,6 +969,8 @@ class Worker:
             if now >= deadline:
                 return
             self._ping_if_due()
+            # About to wait: reports must not wait with us.
+            self._flush_add_buffer()
             wake = min(deadline, self._next_ping) if self._ping_thread is None else deadline
             for step_process in self._running_steps.values():
                 if step_process.timeout_time is not None and not step_process.result_received:
@@ -970,7 +1011,7 @@ class Worker:
         self._add_step(
             step_id=step_id,
             status=status,
-            expl=json.dumps(expl, default=str),
+            expl=_expl_json(expl),
             resources=step.process_resources(),
             runnable=None,
             params=step.to_str_params(),
@@ -1062,7 +1103,14 @@ class Worker:
         self.run_succeeded = True
         self._add_worker()
         self._next_ping = time.monotonic() + self._config.ping_interval
+        pacer = self._gc_pacer
+        # Results are reported along with the next get_work (see _call_get_work).
+        outer_buffer = self._add_buffer
+        if outer_buffer is None:
+            self._add_buffer = []
+            self._add_buffer_since = time.monotonic()
         try:
+            pacer.__enter__()
             while True:
                 while len(self._running_steps) >= self.worker_processes > 0:
                     logger.debug("%d running steps, waiting for next step to finish", len(self._running_steps))
@@ -1085,14 +1133,30 @@ class Worker:
                     continue
 
                 logger.debug("Pending steps: %s", response.n_pending_steps)
+                pacer.tick()
                 self._run_step(response.step_id)
 
             while self._running_steps:
                 logger.debug("Shut down Worker, %d more steps to go", len(self._running_steps))
                 self._handle_next_step()
         finally:
-            self._stop_ping_thread()
+            try:
+                if outer_buffer is None:
+                    try:
+                        self._flush_add_buffer()
+                    finally:
+                        self._add_buffer = None
+            finally:
+                pacer.__exit__(None, None, None)
+                self._stop_ping_thread()
         return self.run_succeeded
+
+
+def _expl_json(expl: Any) -> str:
+    """The explanation of a result as JSON; anything JSON cannot encode is written as its ``str()``."""
+    if expl is None or type(expl) is str:
+        return json.dumps(expl)  # json's shared encoder: a default= argument builds a new one per call
+    return json.dumps(expl, default=str)
 
 
 def _is_bool_like(value: Any) -> bool:

@@ -1,0 +1,175 @@
+"""trun.worker_processes.GcPacer, and the hot-path shortcuts of the worker and scheduler it sits with.
+
+Covers what the performance work changed in behaviour-visible ways: the garbage
+collector is left as it was found after ``add()``/``run()``; a worker talking to
+a ``trund`` reports finished steps along with its next ``get_work`` (one round
+trip per step); ``get_work(reports=...)`` applies reports before choosing work;
+RPC form bodies survive any text; event callbacks added late are still called.
+"""
+from __future__ import annotations
+
+import gc
+import json
+
+import pytest
+
+import trun
+from trun.rpc import RemoteScheduler
+from trun.scheduler import Scheduler
+from trun.worker import Worker
+from trun.worker_processes import GcPacer
+
+
+@pytest.fixture
+def unfrozen():
+    gc.unfreeze()
+    yield
+    gc.unfreeze()
+
+
+def make_chain(prefix: str, done: set[str]):
+    class Link(trun.Step):
+        i = trun.IntParameter()
+
+        def requires(self):
+            return [Link(self.i - 1)] if self.i > 0 else []
+
+        def complete(self):
+            return (prefix, self.i) in done
+
+        def run(self):
+            done.add((prefix, self.i))
+
+    Link.__name__ = f"{prefix}Link"
+    return Link
+
+
+# -- GcPacer ---------------------------------------------------------------------
+
+
+def test_gc_pacer_freezes_inside_and_unfreezes_on_the_way_out(unfrozen):
+    with GcPacer():
+        assert gc.get_freeze_count() > 0
+    assert gc.get_freeze_count() == 0
+
+
+def test_gc_pacer_freezes_again_every_n_ticks(unfrozen):
+    with GcPacer(every=3) as pacer:
+        gc.unfreeze()  # as if nothing had been frozen yet
+        pacer.tick()
+        pacer.tick()
+        assert gc.get_freeze_count() == 0
+        pacer.tick()
+        assert gc.get_freeze_count() > 0
+
+
+def test_gc_pacer_nested_use_unfreezes_only_at_the_outermost_exit(unfrozen):
+    pacer = GcPacer()
+    with pacer:
+        with pacer:
+            pass
+        assert gc.get_freeze_count() > 0
+    assert gc.get_freeze_count() == 0
+
+
+def test_gc_pacer_leaves_objects_frozen_by_someone_else_frozen(unfrozen):
+    gc.freeze()
+    frozen_before = gc.get_freeze_count()
+    with GcPacer(every=1) as pacer:
+        pacer.tick()
+    assert gc.get_freeze_count() == frozen_before
+
+
+def test_gc_pacer_does_nothing_while_the_collector_is_disabled(unfrozen):
+    gc.disable()
+    try:
+        with GcPacer():
+            assert gc.get_freeze_count() == 0
+    finally:
+        gc.enable()
+
+
+def test_worker_add_and_run_leave_the_collector_unfrozen(unfrozen):
+    done: set = set()
+    link = make_chain("Gc", done)
+    with Worker(scheduler=Scheduler(), wait_interval=0.01, wait_jitter=0) as worker:
+        assert worker.add(link(5))
+        assert gc.get_freeze_count() == 0
+        assert worker.run()
+    assert gc.get_freeze_count() == 0
+    assert len(done) == 6
+
+
+# -- reports travel with get_work ----------------------------------------------------
+
+
+def test_get_work_applies_reports_before_choosing_work():
+    sch = Scheduler()
+    sch.add_step(worker="w", step_id="A", status="PENDING", runnable=True)
+    sch.add_step(worker="w", step_id="B", status="PENDING", deps=["A"], runnable=True)
+    assert sch.get_work(worker="w")["step_id"] == "A"
+    reply = sch.get_work(worker="w", reports=[{"step_id": "A", "status": "DONE"}])
+    assert reply["step_id"] == "B"
+
+
+def test_get_work_with_a_bad_report_changes_nothing_and_names_the_argument():
+    sch = Scheduler()
+    sch.add_step(worker="w", step_id="A", status="PENDING", runnable=True)
+    with pytest.raises(TypeError, match="unexpected argument 'stauts'"):
+        sch.get_work(worker="w", reports=[{"step_id": "A", "stauts": "DONE"}])
+    assert sch.get_work(worker="w")["step_id"] == "A"
+
+
+class CountingRemoteScheduler(RemoteScheduler):
+    """A real RemoteScheduler that counts the RPCs it makes, by method name."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.calls: dict[str, int] = {}
+
+    def _request(self, url, data, attempts=3, allow_null=True):
+        name = url.rsplit("/", 1)[-1]
+        self.calls[name] = self.calls.get(name, 0) + 1
+        return super()._request(url, data, attempts=attempts, allow_null=allow_null)
+
+
+def test_worker_with_trund_reports_each_result_with_the_next_get_work(trund):
+    done: set = set()
+    link = make_chain("Remote", done)
+    remote = CountingRemoteScheduler(trund.url)
+    with Worker(scheduler=remote, wait_interval=0.01, wait_jitter=0) as worker:
+        assert worker.add(link(9))
+        assert worker.run()
+    assert len(done) == 10
+    assert remote.calls.get("add_step", 0) == 0  # every DONE went along with a get_work
+    assert remote.calls["get_work"] == 11  # one per step, and the one that found nothing left
+    assert all(row["status"] == "DONE" for row in remote.step_list(status="DONE", upstream_status="").values())
+    assert len(remote.step_list(status="DONE", upstream_status="")) == 10
+
+
+def test_form_body_keeps_every_character_of_the_arguments(trund):
+    remote = RemoteScheduler(trund.url)
+    tricky = "a&b=c+d%20e f#g\u00e9\u4e2d\t\"'{}"
+    remote.add_step(worker="w", step_id="S", status="FAILED", expl=json.dumps(tricky))
+    assert json.loads(remote.fetch_error(step_id="S")["error"]) == tricky
+
+
+# -- events --------------------------------------------------------------------------
+
+
+def test_event_handler_added_after_a_trigger_is_called_on_the_next_one():
+    class Evented(trun.Step):
+        pass
+
+    step = Evented()
+    step.trigger_event(trun.Event.SUCCESS, step)  # caches "no callbacks"
+    seen = []
+
+    @Evented.event_handler(trun.Event.SUCCESS)
+    def on_success(s):
+        seen.append(s)
+
+    step.trigger_event(trun.Event.SUCCESS, step)
+    Evented.remove_event_handler(trun.Event.SUCCESS, on_success)
+    step.trigger_event(trun.Event.SUCCESS, step)
+    assert seen == [step]
