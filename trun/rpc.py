@@ -63,8 +63,75 @@ class _TransientError(Exception):
     """A failure worth retrying (network trouble, 5xx)."""
 
 
+class _ResponseHeaders(dict):
+    """Response headers by lower-case name (a repeated header keeps its last value).
+
+    Enough of ``http.client.HTTPMessage`` for :class:`_LeanResponse` and for
+    ``getheader``/``getheaders``; building it costs a fraction of the
+    ``email`` parser ``http.client`` uses.
+    """
+
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        return dict.get(self, name.lower(), default)
+
+    def get_all(self, name: str, failobj: Any = None) -> Any:
+        value = dict.get(self, name.lower())
+        return failobj if value is None else [value]
+
+
+class _LeanResponse(http.client.HTTPResponse):
+    """``http.client.HTTPResponse`` with a cheaper header parser (a worker reads one response per step).
+
+    Hazard: relies on ``http.client``'s ``_read_status`` and ``_read_headers``
+    (unchanged from Python 3.5 to 3.13); the body is read by the standard code.
+    """
+
+    def begin(self) -> None:
+        if self.headers is not None:
+            return  # already begun
+        while True:
+            version, status, reason = self._read_status()  # type: ignore[attr-defined]
+            if status != http.client.CONTINUE:
+                break
+            http.client._read_headers(self.fp)  # type: ignore[attr-defined]  # skip a 100-continue's headers
+        self.code = self.status = status
+        self.reason = reason.strip()
+        if version in ("HTTP/1.0", "HTTP/0.9"):
+            self.version = 10
+        elif version.startswith("HTTP/1."):
+            self.version = 11
+        else:
+            raise http.client.UnknownProtocol(version)
+        headers = _ResponseHeaders()
+        for line in http.client._read_headers(self.fp):  # type: ignore[attr-defined]
+            name, colon, value = line.decode("iso-8859-1").partition(":")
+            if colon:
+                headers[name.strip().lower()] = value.strip()
+        self.headers = self.msg = headers  # type: ignore[assignment]
+        self.chunked = "chunked" in headers.get("transfer-encoding", "").lower()
+        self.chunk_left = None
+        connection = headers.get("connection", "").lower()
+        self.will_close = ("close" in connection if self.version == 11
+                           else "keep-alive" not in connection and "keep-alive" not in headers)
+        self.length = None
+        length = headers.get("content-length")
+        if length is not None and not self.chunked:
+            try:
+                self.length = int(length)
+            except ValueError:
+                self.length = None
+            else:
+                if self.length < 0:
+                    self.length = None
+        if (status in (http.client.NO_CONTENT, http.client.NOT_MODIFIED) or 100 <= status < 200
+                or self._method == "HEAD"):  # type: ignore[attr-defined]
+            self.length = 0
+        if not self.will_close and not self.chunked and self.length is None:
+            self.will_close = True
+
+
 class _OneSendMixin:
-    """Sends request line, headers and body in one ``send()``.
+    """Sends request line, headers and body in one ``send()``; reads answers with :class:`_LeanResponse`.
 
     ``http.client`` sends the headers and the body of a request separately:
     two system calls, and two wake-ups of ``trund``, which then reads the
@@ -75,6 +142,7 @@ class _OneSendMixin:
     """
 
     _buffer: list[bytes]
+    response_class = _LeanResponse
 
     def _send_output(self, message_body: Any = None, encode_chunked: bool = False) -> None:
         if isinstance(message_body, bytes) and not encode_chunked:

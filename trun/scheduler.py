@@ -75,6 +75,7 @@ from typing import Any
 from trun.scheduler_config import (
     RPC_METHODS,
     RPC_REQUEST_ARGS,
+    NopMetrics,
     NopStepHistory,
     SchedulerConfig,
     check_id,
@@ -125,6 +126,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger("trun.scheduler")
+
+# Hook targets whose methods do nothing: the default history and metrics.
+_NOP_HOOK_TYPES = (NopStepHistory, NopMetrics)
 
 
 class Scheduler(SchedulerQueries):
@@ -192,6 +196,8 @@ class Scheduler(SchedulerQueries):
         return w
 
     def _hook(self, target: Any, name: str, *args: Any) -> None:
+        if type(target) in _NOP_HOOK_TYPES:
+            return  # the default sinks: not worth a lookup and a call per status change
         fn = getattr(target, name, None)
         if fn is None:
             return
@@ -201,6 +207,8 @@ class Scheduler(SchedulerQueries):
             logger.warning("error in %s.%s", type(target).__name__, name, exc_info=True)
 
     def _history_status(self, s: StepRecord, status: StepStatus, host: str | None = None) -> None:
+        if type(self._step_history) is NopStepHistory:
+            return
         if status in (DONE, FAILED):
             self._hook(self._step_history, "step_finished", s, status is DONE)
         elif status in (PENDING, SUSPENDED):
@@ -657,6 +665,32 @@ class Scheduler(SchedulerQueries):
                            a["new_deps"], a["expl"], a["resources"], a["priority"], a["family"], a["module"],
                            a["params"], a["param_visibilities"], a["accepts_messages"], a["assistant"],
                            a["tracking_url"], a["batchable"], a["batch_id"], a["retry_policy_dict"], a["owners"])
+
+    def _add_local_reports(self, worker: str, steps: Sequence[dict[str, Any]]) -> None:
+        """:meth:`add_steps` for a :class:`trun.worker.Worker` in this process (not an RPC).
+
+        The entries are the worker's own, built with the right keys, ids and
+        statuses, so only what comes from the user's step classes (priority,
+        resources, retry policy) is checked; a bad entry still changes nothing.
+        """
+        check_id(worker, "worker")
+        defaults = _ADD_STEP_DEFAULTS
+        prepared = []
+        for entry in steps:
+            a = dict(defaults)
+            a.update(entry)
+            check_number(a["priority"], "priority")
+            a["status"] = parse_status(a["status"])
+            a["resources"] = check_resources(a["resources"])
+            a["retry_policy_dict"] = check_retry_policy(a["retry_policy_dict"])
+            prepared.append(a)
+        add = self._add_step
+        clock = self._clock
+        for a in prepared:
+            add(clock(), worker, a["step_id"], a["status"], a["runnable"], a["deps"], a["new_deps"], a["expl"],
+                a["resources"], a["priority"], a["family"], a["module"], a["params"], a["param_visibilities"],
+                a["accepts_messages"], a["assistant"], a["tracking_url"], a["batchable"], a["batch_id"],
+                a["retry_policy_dict"], a["owners"])
 
     @rpc_method()
     def announce_scheduling_failure(self, worker: str, step_name: str, family: str, params: dict[str, Any],

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import difflib
+import gc
 import html
 import inspect
 import json
@@ -60,6 +61,13 @@ DEFAULT_MAX_BODY_SIZE = 10 * 1024 * 1024
 PRUNE_INTERVAL_SECONDS = 60.0
 #: How often the IOLoop checks whether a snapshot is due or a background one has finished.
 HOUSEKEEPING_INTERVAL_SECONDS = 1.0
+#: In ``serve_forever``, the objects alive are frozen out of the cyclic garbage
+#: collector every this many RPCs: the scheduler state only grows, and without
+#: this each full collection walks all of it (pauses growing with the state).
+GC_FREEZE_EVERY_CALLS = 1000
+#: ... and every this many seconds everything is unfrozen and collected once,
+#: so that cyclic garbage frozen by mistake is not kept for ever.
+GC_REFRESH_INTERVAL_SECONDS = 600.0
 
 _STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 _VISUALISER_INDEX = os.path.join(_STATIC_DIR, "visualiser", "index.html")
@@ -472,12 +480,15 @@ class RootPathHandler(_JsonErrorsMixin):
 def _log_request(handler: tornado.web.RequestHandler) -> None:
     # Successful RPCs are the steady heartbeat of every worker: keep them at DEBUG.
     status = handler.get_status()
+    access = logging.getLogger("tornado.access")
     if status < 400:
-        log = logging.getLogger("tornado.access").debug
+        if not access.isEnabledFor(logging.DEBUG):
+            return  # the summary below costs more than the request's own logging
+        log = access.debug
     elif status < 500:
-        log = logging.getLogger("tornado.access").warning
+        log = access.warning
     else:
-        log = logging.getLogger("tornado.access").error
+        log = access.error
     log("%d %s %.2fms", status, handler._request_summary(), 1000.0 * handler.request.request_time())
 
 
@@ -554,6 +565,9 @@ class TrundServer:
         self._http: tornado.httpserver.HTTPServer | None = None
         self._periodic: list[tornado.ioloop.PeriodicCallback] = []
         self._stopping: asyncio.Event | None = None
+        # Only serve_forever (the trund process) manages the collector: gc.freeze is process-wide.
+        self._gc_managed = False
+        self._calls_until_freeze = GC_FREEZE_EVERY_CALLS
 
     # -- start-up, before the IOLoop exists
     def load_state(self) -> LoadedState | None:
@@ -595,6 +609,11 @@ class TrundServer:
             logger.exception("scheduler error in %s(%s)", method, ", ".join(sorted(kwargs)))
             self._journal_changes()
             raise RequestError(500, f"scheduler error in {method}: {type(exc).__name__}: {exc}") from exc
+        if self._gc_managed:
+            self._calls_until_freeze -= 1
+            if self._calls_until_freeze <= 0:
+                self._calls_until_freeze = GC_FREEZE_EVERY_CALLS
+                gc.freeze()
         if not self._journal_changes():
             raise RequestError(503, "the scheduler state could not be saved (see the trund log); "
                                     "the change is applied in memory, retry later")
@@ -689,6 +708,9 @@ class TrundServer:
             tornado.ioloop.PeriodicCallback(self.prune, PRUNE_INTERVAL_SECONDS * 1000),
             tornado.ioloop.PeriodicCallback(self._housekeeping, HOUSEKEEPING_INTERVAL_SECONDS * 1000),
         ]
+        if self._gc_managed:
+            self._periodic.append(tornado.ioloop.PeriodicCallback(
+                self._refresh_gc, GC_REFRESH_INTERVAL_SECONDS * 1000))
         for callback in self._periodic:
             callback.start()
         logger.info("trund serving on %s (state: %s)", self.describe_listeners(),
@@ -735,9 +757,28 @@ class TrundServer:
         logger.info("received %s, shutting down", signal.Signals(sig).name)
         self.request_stop()
 
+    def _refresh_gc(self) -> None:
+        """Collect everything once (frozen objects included), then freeze what survived."""
+        gc.unfreeze()
+        gc.collect()
+        gc.freeze()
+
     def serve_forever(self) -> None:
-        """Run the IOLoop until SIGINT/SIGTERM/SIGQUIT, then stop cleanly (final snapshot)."""
-        asyncio.run(self._serve())
+        """Run the IOLoop until SIGINT/SIGTERM/SIGQUIT, then stop cleanly (final snapshot).
+
+        While serving, long-lived objects (the loaded state first of all) are
+        kept out of the cyclic garbage collector with ``gc.freeze()``.
+        """
+        self._gc_managed = gc.isenabled() and gc.get_freeze_count() == 0
+        if self._gc_managed:
+            gc.collect()
+            gc.freeze()
+        try:
+            asyncio.run(self._serve())
+        finally:
+            if self._gc_managed:
+                self._gc_managed = False
+                gc.unfreeze()
 
     def describe_listeners(self) -> str:
         """Human-readable list of what the server listens on."""

@@ -13,8 +13,12 @@ state in a *directory* (``--state-path``, ``[scheduler] state_path``) holding:
     One header line ``{"format": "trund-journal", "version": 1, "after_seq": S}``
     then one line per batch of changes, ``{"seq": n, "changes": {...}}``, where
     ``changes`` is what ``Scheduler.drain_changes()`` returned
-    (``{step_id: record or null}``). Each line reaches the operating system with
-    one ``write()`` before the RPC that caused it is answered, which is enough
+    (``{step_id: entry}``): an entry is the step's full record, ``null`` for a
+    step removed for good, or the tombstone of a removed step whose revoked
+    leases must outlive it, ``{"id": step_id, "removed": true, "revoked":
+    [worker ids]}`` (see ``Scheduler.drain_changes``). Each line reaches the
+    operating system with one ``write()`` before the RPC that caused it is
+    answered, which is enough
     to survive ``kill -9`` of ``trund`` (not a power cut: there is no ``fsync``
     per request, on purpose, because it would cost a disk flush per RPC).
 ``lock``
@@ -37,7 +41,9 @@ dumping a large scheduler never pauses request handling; the final snapshot on
 shutdown is written in process (:meth:`StateStore.compact`). Replay is
 idempotent because journal records carry full step records and records already
 in the snapshot are skipped by ``seq``, so a crash at any point of compaction
-leaves loadable state.
+leaves loadable state. Snapshots due to the record count are spaced by a
+multiple of how long the last one took (see :meth:`StateStore.compaction_due`),
+so the journal of a large state grows longer between snapshots.
 
 Hazards: not thread-safe — ``trund`` calls it only from its IOLoop thread.
 Background snapshots ``fork()``: the child only serialises the scheduler and
@@ -80,6 +86,11 @@ JOURNAL_FORMAT = "trund-journal"
 SNAPSHOT_NAME = "snapshot.json"
 JOURNAL_NAME = "journal.jsonl"
 LOCK_NAME = "lock"
+#: A record-count snapshot is not started sooner than this many times the
+#: duration of the previous one after that one started, once snapshots take
+#: this many seconds or more (small states are never held back).
+_SNAPSHOT_PACING_FACTOR = 10.0
+_PACE_SNAPSHOTS_FROM_SECONDS = 0.1
 
 
 class BadStateError(Exception):
@@ -226,6 +237,10 @@ class StateStore:
         self._records_since_snapshot = 0
         self._changed_since_snapshot = False
         self._last_snapshot_at = clock()
+        # Pacing of record-count snapshots (see compaction_due): perf_counter
+        # time the last one started and how long it took.
+        self._last_snapshot_started = time.perf_counter()
+        self._last_snapshot_seconds = 0.0
         # Set when a journal write failed: the next compaction must capture it.
         self._journal_broken = False
         self._background: _BackgroundSnapshot | None = None
@@ -559,6 +574,10 @@ class StateStore:
     def compaction_due(self) -> bool:
         """True when a snapshot should be written now (record count, age, or a failed journal write).
 
+        Once a snapshot takes 0.1 s or more, the record count alone starts the
+        next one only 10 times that long after the last one started, so that the
+        cost of snapshots per request stays bounded as the state grows.
+
         Always False while a background snapshot is being written.
         """
         if self._background is not None:
@@ -568,7 +587,12 @@ class StateStore:
         if not self._changed_since_snapshot:
             return False
         if self._records_since_snapshot >= self.snapshot_every_records:
-            return True
+            # A big state takes long to write (in a child that competes with
+            # trund for the CPUs); spacing snapshots by a multiple of that keeps
+            # their cost per request bounded instead of growing with the state.
+            paced = self._last_snapshot_seconds >= _PACE_SNAPSHOTS_FROM_SECONDS
+            return not paced or (time.perf_counter() - self._last_snapshot_started
+                                 >= _SNAPSHOT_PACING_FACTOR * self._last_snapshot_seconds)
         return self._clock() - self._last_snapshot_at >= self.snapshot_every_seconds
 
     def _snapshot_bytes(self, state: Mapping[str, Any], seq: int) -> bytes:
@@ -592,6 +616,8 @@ class StateStore:
         self._records_since_snapshot = 0
         self._changed_since_snapshot = False
         self._last_snapshot_at = self._clock()
+        self._last_snapshot_started = started
+        self._last_snapshot_seconds = time.perf_counter() - started
         logger.info("wrote state snapshot %s (%d bytes, record %d) in %.3f s",
                     self.snapshot_path, len(data), self._seq, time.perf_counter() - started)
 
@@ -685,6 +711,8 @@ class StateStore:
         self._records_since_snapshot -= job.records_at_start
         self._changed_since_snapshot = self._records_since_snapshot > 0
         self._last_snapshot_at = job.started_at
+        self._last_snapshot_started = job.started
+        self._last_snapshot_seconds = time.perf_counter() - job.started
         logger.info("wrote state snapshot %s (record %d) in the background in %.3f s",
                     self.snapshot_path, job.seq, time.perf_counter() - job.started)
         return True
