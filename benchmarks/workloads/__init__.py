@@ -1,0 +1,1 @@
+"""Workloads, schedulers and reporting of the trun-versus-Luigi benchmark harness (``harness.py``)."""
