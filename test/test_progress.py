@@ -284,3 +284,19 @@ def test_no_progress_turns_progress_off(tmp_path):
     assert "\x1b[K" not in screen
     assert "Progress:" not in screen
     assert "===== Trun Execution Summary =====" in screen
+
+
+def test_counts_follow_each_step_through_its_transitions_without_recounting():
+    from trun.progress import ProgressCounts, ProgressReporter
+
+    reporter = ProgressReporter()
+    reporter.on_scheduled("a", "PENDING", True)
+    reporter.on_scheduled("b", "PENDING", False)  # external, missing
+    reporter.on_scheduled("c", "DONE", True)
+    reporter.on_started("a")
+    assert reporter.counts() == ProgressCounts(total=3, done=1, running=1, pending=0, failed=0, missing=1)
+    reporter.on_finished("a", "FAILED")
+    reporter.on_scheduled("a", "PENDING", True)  # retried
+    reporter.on_started("a")
+    reporter.on_finished("a", "DONE")
+    assert reporter.counts() == ProgressCounts(total=3, done=2, running=0, pending=0, failed=0, missing=1)

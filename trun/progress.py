@@ -65,6 +65,22 @@ class ProgressCounts:
         return text
 
 
+_CATEGORIES = ("done", "running", "pending", "failed", "missing", "disabled")
+
+
+def _category(status: str, runnable: bool) -> str:
+    """Which counter of :class:`ProgressCounts` a step with ``status`` adds to."""
+    if status == "DONE":
+        return "done"
+    if status in ("RUNNING", "BATCH_RUNNING"):
+        return "running"
+    if status in ("FAILED", "UNKNOWN"):
+        return "failed"
+    if status == "DISABLED":
+        return "disabled"
+    return "pending" if runnable else "missing"
+
+
 def _step_key(step: Any) -> str:
     return getattr(step, "step_id", None) or str(step)
 
@@ -76,7 +92,18 @@ class ProgressReporter:
         self._status: dict[str, str] = {}
         self._runnable: dict[str, bool] = {}
         self._running: dict[str, Any] = {}  # insertion order = start order
+        # Counters kept as events arrive: recounting every step on each event would
+        # make a run quadratic in its number of steps.
+        self._tally: dict[str, int] = dict.fromkeys(_CATEGORIES, 0)
         self._lock = threading.RLock()
+
+    def _set(self, key: str, status: str, runnable: bool) -> None:
+        old = self._status.get(key)
+        if old is not None:
+            self._tally[_category(old, self._runnable.get(key, True))] -= 1
+        self._status[key] = status
+        self._runnable[key] = runnable
+        self._tally[_category(status, runnable)] += 1
 
     # -- events from the worker ---------------------------------------------------
 
@@ -84,8 +111,7 @@ class ProgressReporter:
         """The worker reported ``step`` to the scheduler with ``status``."""
         with self._lock:
             key = _step_key(step)
-            self._status[key] = str(status)
-            self._runnable[key] = bool(runnable)
+            self._set(key, str(status), bool(runnable))
             self._running.pop(key, None)
         self._changed(step, None)
 
@@ -93,8 +119,7 @@ class ProgressReporter:
         """``step`` is about to run."""
         with self._lock:
             key = _step_key(step)
-            self._status[key] = "RUNNING"
-            self._runnable[key] = True
+            self._set(key, "RUNNING", True)
             self._running[key] = step
         self._changed(step, None)
 
@@ -102,7 +127,7 @@ class ProgressReporter:
         """``step`` stopped running with ``status``."""
         with self._lock:
             key = _step_key(step)
-            self._status[key] = str(status)
+            self._set(key, str(status), self._runnable.get(key, True))
             self._running.pop(key, None)
         self._changed(step, str(status))
 
@@ -114,21 +139,9 @@ class ProgressReporter:
     def counts(self) -> ProgressCounts:
         """A snapshot of the counters."""
         with self._lock:
-            done = running = pending = failed = missing = disabled = 0
-            for key, status in self._status.items():
-                if status == "DONE":
-                    done += 1
-                elif status in ("RUNNING", "BATCH_RUNNING"):
-                    running += 1
-                elif status in ("FAILED", "UNKNOWN"):
-                    failed += 1
-                elif status == "DISABLED":
-                    disabled += 1
-                elif self._runnable.get(key, True):
-                    pending += 1
-                else:
-                    missing += 1
-            return ProgressCounts(len(self._status), done, running, pending, failed, missing, disabled)
+            t = self._tally
+            return ProgressCounts(len(self._status), t["done"], t["running"], t["pending"], t["failed"],
+                                  t["missing"], t["disabled"])
 
     def running_steps(self) -> list[Any]:
         """Steps running now, oldest first."""
@@ -147,7 +160,7 @@ class LogProgress(ProgressReporter):
         self._log = log or logger
 
     def _changed(self, step: Any, finished_status: str | None) -> None:
-        if finished_status is None:
+        if finished_status is None or not self._log.isEnabledFor(logging.INFO):
             return
         self._log.info("Progress: %s (%s %s)", self.counts().describe(), step, finished_status)
 
