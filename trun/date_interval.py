@@ -5,15 +5,15 @@ A :class:`DateInterval` is the half-open range ``[date_a, date_b)``: it holds
 name the usual calendar units and know their string form, which is what
 :class:`~trun.parameter.DateIntervalParameter` reads on the command line:
 
-==========  =======================  ==============================
-Class       String form              Example
-==========  =======================  ==============================
-``Year``    ``YYYY``                 ``2024``
-``Month``   ``YYYY-MM``              ``2024-02``
-``Week``    ``YYYY-Www`` (ISO week)  ``2024-W07``
-``Date``    ``YYYY-MM-DD``           ``2024-02-13``
+==========  =========================  ==============================
+Class       String form                Example
+==========  =========================  ==============================
+``Year``    ``YYYY``                   ``2024``
+``Month``   ``YYYY-MM``                ``2024-02``
+``Week``    ``YYYY-Www`` (ISO week)    ``2024-W07``
+``Date``    ``YYYY-MM-DD``             ``2024-02-13``
 ``Custom``  ``YYYY-MM-DD-YYYY-MM-DD``  ``2024-02-01-2024-02-15``
-==========  =======================  ==============================
+==========  =========================  ==============================
 
 Hazards:
 

@@ -805,7 +805,9 @@ class ChoiceListParameter(ChoiceParameter):
 
 
 class EnumParameter(Parameter[_E]):
-    """A member of the enum class ``enum``, written by member name::
+    """A member of the enum class ``enum``, written by member name.
+
+    .. code-block:: python
 
         class Model(enum.Enum):
             Honda = 1
