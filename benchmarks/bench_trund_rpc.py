@@ -6,7 +6,10 @@ of steps already known to the scheduler (default 1,000 and 100,000), a fresh
 bulk ``add_steps`` RPC, and then measured:
 
 * ``add_step``: each client reports new PENDING steps (one dependency on a known step);
-* ``get_work``: each client asks for work and is handed one of its PENDING steps.
+* ``get_work``: each client asks for work and is handed one of its PENDING steps; like trun's
+  worker, it reports the step it got as DONE with its next ``get_work`` (``reports``), so a
+  client never holds more than one RUNNING step and every call does the same work whatever
+  the share of steps a client gets.
 
 with 1 client and with 4 concurrent client processes (each its own worker id,
 each using :class:`trun.rpc.RemoteScheduler`, i.e. what a real worker pays).
@@ -113,6 +116,7 @@ def _client(url: str, method: str, worker: str, known: int, seconds: float, max_
     scheduler.ping(worker=worker)  # connection and imports are not part of the measurement
     barrier.wait()
     calls = 0
+    last_step = None
     started = time.perf_counter()
     deadline = started + seconds
     while time.perf_counter() < deadline and calls < max_calls:
@@ -120,7 +124,8 @@ def _client(url: str, method: str, worker: str, known: int, seconds: float, max_
             scheduler.add_step(worker=worker, step_id=f"New_{worker}_{calls}", status="PENDING", family="New",
                                module="bench", params={"n": str(calls)}, deps=[f"Known_{calls % known}"])
         else:
-            scheduler.get_work(worker=worker, host="bench")
+            reports = [{"step_id": last_step, "status": "DONE"}] if last_step else None
+            last_step = scheduler.get_work(worker=worker, host="bench", reports=reports).get("step_id")
         calls += 1
     results.put((calls, time.perf_counter() - started))
 
