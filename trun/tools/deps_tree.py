@@ -30,6 +30,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from typing import IO, Any, NoReturn
 
+from trun.retcodes import _one_line  # the same one-line folding as the trun command
 from trun.step import Step, flatten
 
 __all__ = ["bcolors", "print_tree", "main"]
@@ -150,26 +151,6 @@ def _register_run_flags() -> None:
     except ModuleNotFoundError as exc:
         if exc.name != "trun.notifications":
             raise
-
-
-def _one_line(message: str) -> str:
-    """Fold a multi-line message into one line; a run of one-word lines (candidates) becomes "a, b."."""
-    parts: list[str] = []
-    words: list[str] = []
-    for line in (message or "invalid command line").splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        if " " in line:
-            if words:
-                parts.append(", ".join(words) + ".")
-                words = []
-            parts.append(line)
-        else:
-            words.append(line)
-    if words:
-        parts.append(", ".join(words))
-    return " ".join(parts)
 
 
 def _exit_with_usage(prog: str, message: str) -> NoReturn:
