@@ -381,24 +381,23 @@ class Parameter(Generic[_T]):
 
     def _parse_in_context(self, raw: Any, step_name: str, param_name: str, source: str | None) -> Any:
         """``parse(raw)``, with errors made into a :class:`ParameterParseError` naming step and parameter."""
-        try:
-            return self.parse(raw)
-        except ParameterParseError as exc:
-            raise exc.attach(step_name, param_name, source) from None
-        except (ValueError, TypeError) as exc:
-            raise ParameterParseError(param_name, step_name, raw, self.expected_form, source=source,
-                                      detail=str(exc) or None) from exc
+        return self._convert_in_context(self.parse, raw, step_name, param_name, source)
 
     def _normalize_in_context(self, value: Any, step_name: str, param_name: str, source: str | None) -> Any:
         """``normalize(value)``, with errors made into a :class:`ParameterParseError` naming step and parameter."""
+        return self._convert_in_context(self.normalize, value, step_name, param_name, source)
+
+    def _convert_in_context(self, convert: Callable[[Any], Any], value: Any, step_name: str, param_name: str,
+                            source: str | None) -> Any:
         try:
-            return self.normalize(value)
+            return convert(value)
         except ParameterParseError as exc:
             raise exc.attach(step_name, param_name, source) from None
         except (ValueError, TypeError) as exc:
             raise ParameterParseError(param_name, step_name, value, self.expected_form, source=source,
                                       detail=str(exc) or None) from exc
         except Exception as exc:
+            # A schema violation (DictParameter/ListParameter ``schema=``) is a bad value too.
             if type(exc).__module__.startswith("jsonschema"):
                 detail = getattr(exc, "message", None) or str(exc)
                 raise ParameterParseError(param_name, step_name, value, self.expected_form, source=source,
