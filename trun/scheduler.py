@@ -67,9 +67,11 @@ import inspect
 import json
 import logging
 import math
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 from trun.scheduler_config import (
@@ -95,6 +97,7 @@ from trun.scheduler_queries import SchedulerQueries
 from trun.scheduler_records import apply_records, dump_state, load_into, removed_step_record, step_record
 from trun.scheduler_select import select
 from trun.scheduler_state import (
+    EMPTY_MAP,
     RUNNING_STATUSES,
     TRANSITIONS,
     SchedulerState,
@@ -129,6 +132,25 @@ logger = logging.getLogger("trun.scheduler")
 
 # Hook targets whose methods do nothing: the default history and metrics.
 _NOP_HOOK_TYPES = (NopStepHistory, NopMetrics)
+# Distinct visibility tables shared between step records (one per family, usually).
+_MAX_SHARED_VISIBILITIES = 10_000
+
+
+def _interned(step_id: str, deps: Sequence[str] | None, new_deps: Sequence[str] | None,
+              family: str | None, module: str | None) -> tuple[Any, ...]:
+    """The ids and names of a report from the wire as interned strings.
+
+    Each request decodes its own copy of every id: interned, a step's id, its
+    entry in its dependents' lists and the index keys are one string instead
+    of one per mention (at 100,000 steps, tens of megabytes).
+    """
+    intern = sys.intern
+    if deps:
+        deps = [intern(d) for d in deps]
+    if new_deps:
+        new_deps = [intern(d) for d in new_deps]
+    return (intern(step_id), deps, new_deps, intern(family) if type(family) is str else family,
+            intern(module) if type(module) is str else module)
 
 
 class Scheduler(SchedulerQueries):
@@ -158,6 +180,7 @@ class Scheduler(SchedulerQueries):
         else:
             self._step_history = NopStepHistory()
         self._metrics = make_metrics_collector(self._config)
+        self._visibility_tables: dict[tuple[tuple[str, int], ...], Mapping[str, int]] = {}
         self._paused = False
         self._email_batcher: Any = None
         if self._config.batch_emails:
@@ -254,9 +277,8 @@ class Scheduler(SchedulerQueries):
             s.worker_running = by_worker
             s.time_running = now
             s.lease += 1
-            if by_worker in s.revoked:
-                s.revoked.remove(by_worker)
-            s.resources_running = dict(s.resources if resources_running is None else resources_running)
+            self._state.unrevoke(s, by_worker)
+            s.resources_running = s.resources if resources_running is None else resources_running
             s.batch_id = batch_id
         elif runs and batch_id is not None:
             s.batch_id = batch_id
@@ -273,7 +295,7 @@ class Scheduler(SchedulerQueries):
         if old is DISABLED:
             if new is DONE:
                 s.scheduler_disable_time = None
-                s.failures = []
+                s.failures = ()
             elif s.scheduler_disable_time is not None and new is not DISABLED:
                 return  # workers cannot override a scheduler disable
         if old is RUNNING and s.batch_id is not None and new is not RUNNING:
@@ -315,9 +337,9 @@ class Scheduler(SchedulerQueries):
 
     def _re_enable(self, s: StepRecord, now: float) -> None:
         s.scheduler_disable_time = None
-        s.failures = []
+        s.failures = ()
         self._set_status(s, FAILED, now)
-        s.failures = []
+        s.failures = ()
 
     def _raise_priority(self, s: StepRecord, priority: float) -> None:
         """Raise the priority of ``s`` and, transitively, of its dependencies (never lowers)."""
@@ -502,9 +524,21 @@ class Scheduler(SchedulerQueries):
         st_new = parse_status(status)
         resources = check_resources(resources)
         retry_overrides = check_retry_policy(retry_policy_dict)
+        step_id, deps, new_deps, family, module = _interned(step_id, deps, new_deps, family, module)
         self._add_step(now, worker, step_id, st_new, runnable, deps, new_deps, expl, resources, priority,
                        family, module, params, param_visibilities, accepts_messages, assistant, tracking_url,
                        batchable, batch_id, retry_overrides, owners)
+
+    def _shared_visibilities(self, visibilities: Mapping[str, int]) -> Mapping[str, int]:
+        # Steps of one family nearly always have the same visibilities: one
+        # read-only copy serves them all instead of a dict per step.
+        key = tuple(visibilities.items())
+        shared = self._visibility_tables.get(key)
+        if shared is None:
+            if len(self._visibility_tables) >= _MAX_SHARED_VISIBILITIES:
+                return dict(visibilities)
+            shared = self._visibility_tables[key] = MappingProxyType(dict(visibilities))
+        return shared
 
     @staticmethod
     def _check_step_args(worker: Any, step_id: Any, deps: Any, new_deps: Any, priority: Any) -> None:
@@ -544,12 +578,12 @@ class Scheduler(SchedulerQueries):
                 s.family = family or ""
             if not s.module:
                 s.module = module
-            if not s.param_visibilities:
-                s.param_visibilities = dict(param_visibilities or {})
-            if not s.params:
-                s.params = dict(params or {})
+            if not s.param_visibilities and param_visibilities:
+                s.param_visibilities = self._shared_visibilities(param_visibilities)
+            if not s.params and params:
+                s.params = dict(params)
             if status in (PENDING, SUSPENDED, RUNNING) and worker in s.revoked:
-                s.revoked.remove(worker)
+                st.unrevoke(s, worker)
             if accepts_messages is not None:
                 s.accepts_messages = bool(accepts_messages)
             members = st.batch_members(s.batch_id) if s.batch_id is not None else []
@@ -568,7 +602,7 @@ class Scheduler(SchedulerQueries):
                     st.dirty.add(m.id)
             # Luigi sets the policy after the status; the report's own policy
             # must already count for the failure it reports.
-            s.retry_policy = retry_overrides
+            s.retry_policy = retry_overrides or None
             running = s.status in RUNNING_STATUSES
             if not running or (s.worker_running == worker and (status in (DONE, FAILED, RUNNING) or new_deps)):
                 if status is not s.status or status is PENDING:
@@ -588,7 +622,7 @@ class Scheduler(SchedulerQueries):
                 st.set_deps(s, deps)
             if new_deps is not None:
                 st.add_deps(s, new_deps)
-            s.resources = dict(resources)
+            s.resources = dict(resources) if resources else EMPTY_MAP
             if w.enabled and not assistant:
                 st.add_stakeholder(s, worker)
                 for dep_id in sorted(s.deps):
@@ -659,6 +693,8 @@ class Scheduler(SchedulerQueries):
             a["status"] = parse_status(a["status"])
             a["resources"] = check_resources(a["resources"])
             a["retry_policy_dict"] = check_retry_policy(a["retry_policy_dict"])
+            a["step_id"], a["deps"], a["new_deps"], a["family"], a["module"] = _interned(
+                a["step_id"], a["deps"], a["new_deps"], a["family"], a["module"])
             prepared.append(a)
         for a in prepared:
             self._add_step(self._clock(), a["worker"], a["step_id"], a["status"], a["runnable"], a["deps"],
@@ -748,6 +784,8 @@ class Scheduler(SchedulerQueries):
         """Store a step's answer to a scheduler message."""
         s = self._state.steps.get(step_id)
         if s is not None:
+            if type(s.scheduler_message_responses) is not dict:
+                s.scheduler_message_responses = {}  # the shared empty map is read-only
             s.scheduler_message_responses[message_id] = response
             self._state.dirty.add(step_id)
 
@@ -925,7 +963,8 @@ class Scheduler(SchedulerQueries):
         decrease = check_resources(decrease_resources, "decrease_resources")
         for x in [s, *self._running_batch(s)]:
             st.begin(x)
-            held = x.resources_running if x.resources_running is not None else dict(x.resources)
+            # A fresh dict: batch members may share one resources mapping.
+            held = dict(x.resources_running if x.resources_running is not None else x.resources)
             for name, amount in decrease.items():
                 if amount > 0 and name in held:
                     held[name] = max(0, held[name] - amount)

@@ -20,6 +20,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from trun.scheduler_state import (
+    EMPTY_MAP,
+    NO_IDS,
     RUNNING_STATUSES,
     STATE_VERSION,
     SchedulerState,
@@ -157,9 +159,9 @@ def step_from_record(rec: Any) -> StepRecord:
     if isinstance(seq, bool) or not isinstance(seq, int):
         raise _fail(sid, "seq", "an integer", seq)
     s = StepRecord(sid, status, t, seq)
-    s.deps = set(_str_list(rec, sid, "deps"))
-    s.stakeholders = set(_str_list(rec, sid, "stakeholders"))
-    s.workers = dict.fromkeys(_str_list(rec, sid, "workers"))
+    s.deps = set(_str_list(rec, sid, "deps")) or NO_IDS
+    s.stakeholders = tuple(dict.fromkeys(_str_list(rec, sid, "stakeholders")))
+    s.workers = tuple(dict.fromkeys(_str_list(rec, sid, "workers")))
     updated = _opt_num(rec, sid, "updated")
     s.updated = t if updated is None else updated
     s.retry = _opt_num(rec, sid, "retry")
@@ -175,7 +177,7 @@ def step_from_record(rec: Any) -> StepRecord:
     if isinstance(lease, bool) or not isinstance(lease, int):
         raise _fail(sid, "lease", "an integer", lease)
     s.lease = lease
-    s.revoked = _str_list(rec, sid, "revoked")
+    s.revoked = tuple(_str_list(rec, sid, "revoked"))
     s.expl = rec.get("expl")
     prio = rec.get("priority", 0)
     if isinstance(prio, bool) or not isinstance(prio, (int, float)):
@@ -185,7 +187,7 @@ def step_from_record(rec: Any) -> StepRecord:
     for amount in resources.values():
         if isinstance(amount, bool) or not isinstance(amount, int):
             raise _fail(sid, "resources", "an object of integers", resources)
-    s.resources = resources
+    s.resources = resources or EMPTY_MAP
     s.resources_running = _dict(rec, sid, "resources_running", optional=True)
     fam = rec.get("family", "")
     if not isinstance(fam, str):
@@ -195,20 +197,20 @@ def step_from_record(rec: Any) -> StepRecord:
     if mod is not None and not isinstance(mod, str):
         raise _fail(sid, "module", "a string or null", mod)
     s.module = mod
-    s.params = _dict(rec, sid, "params") or {}
-    s.param_visibilities = _dict(rec, sid, "param_visibilities") or {}
+    s.params = _dict(rec, sid, "params") or EMPTY_MAP
+    s.param_visibilities = _dict(rec, sid, "param_visibilities") or EMPTY_MAP
     s.accepts_messages = bool(rec.get("accepts_messages", False))
     s.retry_policy = _dict(rec, sid, "retry_policy", optional=True)
     failures = rec.get("failures", [])
     if not isinstance(failures, list) or not all(
             isinstance(x, (int, float)) and not isinstance(x, bool) for x in failures):
         raise _fail(sid, "failures", "a list of numbers", failures)
-    s.failures = list(failures)
+    s.failures = list(failures) or ()
     s.first_failure_time = _opt_num(rec, sid, "first_failure_time")
     s.tracking_url = rec.get("tracking_url")
     s.status_message = rec.get("status_message")
     s.progress_percentage = rec.get("progress_percentage")
-    s.scheduler_message_responses = _dict(rec, sid, "scheduler_message_responses") or {}
+    s.scheduler_message_responses = _dict(rec, sid, "scheduler_message_responses") or EMPTY_MAP
     s.scheduler_disable_time = _opt_num(rec, sid, "scheduler_disable_time")
     s.runnable = bool(rec.get("runnable", False))
     s.batchable = bool(rec.get("batchable", False))

@@ -39,7 +39,8 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 from trun.step_status import (
@@ -54,6 +55,8 @@ from trun.step_status import (
 )
 
 __all__ = [
+    "EMPTY_MAP",
+    "NO_IDS",
     "RUNNING_STATUSES",
     "STATE_VERSION",
     "TRANSITIONS",
@@ -94,6 +97,16 @@ TRANSITIONS: dict[StepStatus, frozenset[StepStatus]] = {
 _MAX_REVOKED = 32
 # Removed steps whose revoked leases are still remembered; the oldest are forgotten first.
 _MAX_TOMBSTONES = 10_000
+# A step id's dependents are kept in a tuple up to this many, in a set beyond:
+# most steps have one or a few dependents, and a set costs ~200 bytes more.
+_RDEPS_TUPLE_MAX = 8
+
+#: Shared empty values of record fields. Most steps never get resources, a
+#: retry policy or scheduler messages, and a record holds ~10 such fields: an
+#: empty dict or set each would cost ~1 KB per step at 100,000 steps. Record
+#: fields are therefore never changed in place, only replaced.
+NO_IDS: frozenset[str] = frozenset()
+EMPTY_MAP: Mapping[str, Any] = MappingProxyType({})
 
 
 class SchedulerStateError(AssertionError):
@@ -135,12 +148,12 @@ class StepRecord:
     def __init__(self, step_id: str, status: StepStatus, now: float, seq: int) -> None:
         self.id = step_id
         self.status = status
-        #: Ids of the steps this one needs.
-        self.deps: set[str] = set()
+        #: Ids of the steps this one needs (replaced, never changed in place).
+        self.deps: frozenset[str] | set[str] = NO_IDS
         #: Workers that care about this step; it is removed once none is left.
-        self.stakeholders: set[str] = set()
-        #: Workers able to run it, in the order they said so (a dict used as an ordered set).
-        self.workers: dict[str, None] = {}
+        self.stakeholders: tuple[str, ...] = ()
+        #: Workers able to run it, in the order they said so.
+        self.workers: tuple[str, ...] = ()
         self.time = now  # first added
         self.updated = now  # last status change
         self.retry: float | None = None  # FAILED -> PENDING at this time
@@ -151,24 +164,24 @@ class StepRecord:
         #: Incremented each time the step starts running (a fencing epoch).
         self.lease = 0
         #: Workers whose lease was taken away; their late DONE/FAILED is ignored.
-        self.revoked: list[str] = []
+        self.revoked: tuple[str, ...] = ()
         self.expl: Any = None
         self.priority: float = 0
-        self.resources: dict[str, int] = {}
-        self.resources_running: dict[str, int] | None = None
+        self.resources: Mapping[str, int] = EMPTY_MAP
+        self.resources_running: Mapping[str, int] | None = None
         self.family = ""
         self.module: str | None = None
-        self.params: dict[str, Any] = {}
-        self.param_visibilities: dict[str, int] = {}
+        self.params: Mapping[str, Any] = EMPTY_MAP
+        self.param_visibilities: Mapping[str, int] = EMPTY_MAP
         self.accepts_messages = False
         #: Per-step overrides of retry_count / disable_hard_timeout / disable_window.
         self.retry_policy: dict[str, Any] | None = None
-        self.failures: list[float] = []
+        self.failures: tuple[float, ...] | list[float] = ()
         self.first_failure_time: float | None = None
         self.tracking_url: str | None = None
         self.status_message: str | None = None
         self.progress_percentage: Any = None
-        self.scheduler_message_responses: dict[str, Any] = {}
+        self.scheduler_message_responses: Mapping[str, Any] = EMPTY_MAP
         self.scheduler_disable_time: float | None = None
         self.runnable = False
         self.batchable = False
@@ -187,7 +200,7 @@ class StepRecord:
         self.used_contrib: dict[str, int] | None = None
         self.heap_version = 0
         self.heap_key: tuple[Any, ...] | None = None
-        self.heap_owners: set[str | None] = set()
+        self.heap_owners: tuple[str | None, ...] = ()
         self.dl_retry: float | None = None
         self.dl_enable: float | None = None
         self.dl_remove: float | None = None
@@ -320,7 +333,8 @@ class SchedulerState:
         #: worker id -> family -> (batched param names, max batch size)
         self.batchers: dict[str, dict[str, tuple[list[str], float]]] = {}
         self.by_status: dict[StepStatus, set[str]] = {s: set() for s in StepStatus}
-        self.rdeps: dict[str, set[str]] = {}
+        #: dependency id -> its dependents: a tuple while few, a set beyond _RDEPS_TUPLE_MAX.
+        self.rdeps: dict[str, tuple[str, ...] | set[str]] = {}
         self.ready = ReadyQueue()
         self.ready_ids: set[str] = set()
         self.used: dict[str, int] = {}
@@ -331,7 +345,7 @@ class SchedulerState:
         #: Removed step id -> its revoked leases (oldest removal first). A timed-out
         #: worker may still be running the step and report it late, after the step
         #: was removed and added again: the new record must still ignore it.
-        self.tombstones: dict[str, list[str]] = {}
+        self.tombstones: dict[str, tuple[str, ...]] = {}
         self._seq = itertools.count()
         self._dl_seq = itertools.count()
         # Heap entry versions are unique across steps, so an entry of a removed
@@ -365,7 +379,7 @@ class SchedulerState:
         which is what its ``p_done``/``p_block`` say.
         """
         s = StepRecord(step_id, status, now, next(self._seq))
-        s.revoked = self.tombstones.pop(step_id, [])
+        s.revoked = self.tombstones.pop(step_id, ())
         self.steps[step_id] = s
         self.dirty.add(step_id)
         return s
@@ -392,11 +406,12 @@ class SchedulerState:
         self.remove_step(s)
         self.set_tombstone(s.id, s.revoked)
 
-    def set_tombstone(self, step_id: str, revoked: list[str]) -> None:
+    def set_tombstone(self, step_id: str, revoked: Iterable[str]) -> None:
         """Remember (or, with no ``revoked``, forget) the revoked leases of the removed step ``step_id``."""
         self.tombstones.pop(step_id, None)
+        revoked = tuple(revoked)
         if revoked:
-            self.tombstones[step_id] = list(revoked)
+            self.tombstones[step_id] = revoked
             while len(self.tombstones) > _MAX_TOMBSTONES:
                 del self.tombstones[next(iter(self.tombstones))]
 
@@ -412,18 +427,20 @@ class SchedulerState:
 
     def set_deps(self, s: StepRecord, deps: Iterable[str]) -> None:
         """Replace the dependencies of a detached step."""
-        new = set(deps)
+        new = set(deps) or NO_IDS
         old = s.deps
+        if old == new:
+            return  # the usual re-add: counters and links are right already
         for d in old - new:
             self._unlink(d, s.id)
         for d in new - old:
-            self.rdeps.setdefault(d, set()).add(s.id)
+            self._link(d, s.id)
         s.deps = new
         self._recount(s)
 
     def add_deps(self, s: StepRecord, deps: Iterable[str]) -> None:
         """Add dependencies to a detached step."""
-        self.set_deps(s, s.deps | set(deps))
+        self.set_deps(s, s.deps.union(deps))
 
     def _recount(self, s: StepRecord) -> None:
         steps = self.steps
@@ -437,39 +454,65 @@ class SchedulerState:
         s.n_unfinished = unfinished
         s.n_blocking = blocking
 
+    def _link(self, dep: str, step_id: str) -> None:
+        rdeps = self.rdeps
+        users = rdeps.get(dep)
+        if users is None:
+            rdeps[dep] = (step_id,)
+        elif type(users) is tuple:
+            if step_id not in users:
+                rdeps[dep] = users + (step_id,) if len(users) < _RDEPS_TUPLE_MAX else {*users, step_id}
+        else:
+            users.add(step_id)
+
     def _unlink(self, dep: str, step_id: str) -> None:
         users = self.rdeps.get(dep)
-        if users is not None:
+        if users is None:
+            return
+        if type(users) is tuple:
+            users = tuple(u for u in users if u != step_id)
+            if users:
+                self.rdeps[dep] = users
+            else:
+                del self.rdeps[dep]
+        else:
             users.discard(step_id)
             if not users:
                 del self.rdeps[dep]
 
+    # Worker lists of a step are tuples: a step has one or a few, and a tuple
+    # of one costs a fifth of a set or dict of one.
     def add_worker_to_step(self, s: StepRecord, worker_id: str) -> None:
         """Record that ``worker_id`` can run the detached step ``s``."""
         if worker_id not in s.workers:
-            s.workers[worker_id] = None
+            s.workers += (worker_id,)
             self.workers[worker_id].steps.add(s.id)
 
     def remove_worker_from_step(self, s: StepRecord, worker_id: str) -> None:
         if worker_id in s.workers:
-            del s.workers[worker_id]
+            s.workers = tuple(w for w in s.workers if w != worker_id)
             self.workers[worker_id].steps.discard(s.id)
 
     def add_stakeholder(self, s: StepRecord, worker_id: str) -> None:
         if worker_id not in s.stakeholders:
-            s.stakeholders.add(worker_id)
+            s.stakeholders += (worker_id,)
             self.workers[worker_id].stakes.add(s.id)
 
     def remove_stakeholder(self, s: StepRecord, worker_id: str) -> None:
         if worker_id in s.stakeholders:
-            s.stakeholders.discard(worker_id)
+            s.stakeholders = tuple(w for w in s.stakeholders if w != worker_id)
             self.workers[worker_id].stakes.discard(s.id)
 
     def revoke(self, s: StepRecord, worker_id: str) -> None:
         """Remember that ``worker_id`` no longer holds ``s`` (its late reports are ignored)."""
         if worker_id not in s.revoked:
-            s.revoked.append(worker_id)
-            del s.revoked[:-_MAX_REVOKED]
+            s.revoked = (s.revoked + (worker_id,))[-_MAX_REVOKED:]
+
+    @staticmethod
+    def unrevoke(s: StepRecord, worker_id: str) -> None:
+        """``worker_id`` holds ``s`` again (a new lease): its reports count again."""
+        if worker_id in s.revoked:
+            s.revoked = tuple(w for w in s.revoked if w != worker_id)
 
     def batch_members(self, batch_id: str) -> list[StepRecord]:
         """BATCH_RUNNING steps of a batch, in a stable order."""
@@ -528,6 +571,7 @@ class SchedulerState:
             self._push_ready(s)
         else:
             s.heap_key = None
+            s.heap_owners = ()
         workers = self.workers
         if status is RUNNING:
             contrib = dict(s.resources_running if s.resources_running is not None else s.resources)
@@ -572,16 +616,16 @@ class SchedulerState:
         workers[next(reversed(ws))].n_last += sign
 
     def _push_ready(self, s: StepRecord) -> None:
-        key = (-s.priority, s.time, s.seq, resource_signature(s.resources))
-        owners: set[str | None] = set(s.workers)
-        if s.runnable:
-            owners.add(None)
+        resources = s.resources
+        key = (-s.priority, s.time, s.seq, resource_signature(resources) if resources else ())
+        owners: tuple[str | None, ...] = s.workers + (None,) if s.runnable else s.workers
         if s.heap_key != key:
             s.heap_version = next(self._versions)
             s.heap_key = key
             new = owners
         else:
-            new = owners - s.heap_owners
+            old = s.heap_owners
+            new = tuple(o for o in owners if o not in old)
         s.heap_owners = owners
         if new:
             entry = (key[0], key[1], key[2], s.heap_version, s.id)
@@ -606,13 +650,11 @@ class SchedulerState:
         for step_id in self.ready_ids:
             s = self.steps[step_id]
             s.heap_key = None
-            s.heap_owners = set()
+            s.heap_owners = ()
         for step_id in self.ready_ids:
             s = self.steps[step_id]
             key = (-s.priority, s.time, s.seq, resource_signature(s.resources))
-            owners: set[str | None] = set(s.workers)
-            if s.runnable:
-                owners.add(None)
+            owners: tuple[str | None, ...] = s.workers + (None,) if s.runnable else s.workers
             s.heap_version = next(self._versions)
             s.heap_key = key
             s.heap_owners = owners
@@ -651,6 +693,11 @@ class SchedulerState:
         steps = self.steps
         for rid in tuple(self.rdeps.get(step_id, ())):
             r = steps[rid]
+            if not d_block and r.n_unfinished and r.n_unfinished != d_done and r.attached:
+                # Still waiting for other dependencies: no index depends on the
+                # exact count (a fan-in root hears this from each of its leaves).
+                r.n_unfinished -= d_done
+                continue
             was_attached = r.attached
             if was_attached:
                 self.detach(r)
@@ -671,10 +718,10 @@ class SchedulerState:
         for w_id in itertools.chain(s.workers, s.stakeholders, [s.worker_running] if s.worker_running else []):
             self.get_worker(w_id, now)
         deps, workers, stakeholders = s.deps, s.workers, s.stakeholders
-        s.deps, s.workers, s.stakeholders = set(), {}, set()
+        s.deps, s.workers, s.stakeholders = NO_IDS, (), ()
         self.steps[s.id] = s
         for d in deps:
-            self.rdeps.setdefault(d, set()).add(s.id)
+            self._link(d, s.id)
         s.deps = deps
         self._recount(s)
         for w_id in workers:
@@ -709,7 +756,10 @@ class SchedulerState:
         for sid, s in steps.items():
             for d in s.deps:
                 rdeps.setdefault(d, set()).add(sid)
-        check(rdeps == self.rdeps, "reverse dependency index differs from the steps' deps")
+        check(rdeps == {d: set(users) for d, users in self.rdeps.items()},
+              "reverse dependency index differs from the steps' deps")
+        check(all(len(set(users)) == len(users) for users in self.rdeps.values() if type(users) is tuple),
+              "a dependents tuple has duplicates")
         check(not self.tombstones.keys() & steps.keys(), "a known step still has a tombstone")
         used: dict[str, int] = {}
         batches: dict[str, set[str]] = {}
