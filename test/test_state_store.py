@@ -11,6 +11,8 @@ import os
 
 import pytest
 
+from trun import state_store
+from trun.scheduler import Scheduler
 from trun.state_store import STATE_FORMAT_VERSION, BadStateError, StateLockedError, StateStore
 
 
@@ -368,3 +370,44 @@ def test_leftover_temporary_files_are_removed_at_start(tmp_path):
     (tmp_path / "state" / "snapshot.json.tmp-12345").write_text("half a snapshot")
     start(tmp_path / "state")
     assert not (tmp_path / "state" / "snapshot.json.tmp-12345").exists()
+
+
+def start_scheduler(path) -> tuple[StateStore, Scheduler]:
+    store = StateStore(path)
+    scheduler = Scheduler()
+    store.lock()
+    store.restore(scheduler)
+    store.open_journal(scheduler)
+    return store, scheduler
+
+
+def test_a_request_changing_thousands_of_records_is_one_journal_line_written_in_pieces(tmp_path, monkeypatch):
+    monkeypatch.setattr(state_store, "_JOURNAL_CHUNK_BYTES", 4096)  # many pieces for one line
+    store, scheduler = start_scheduler(str(tmp_path))
+    leaves = [f"Leaf_{i}" for i in range(3000)]
+    scheduler.add_step(worker="w", step_id="Root", deps=leaves)
+    assert store.record(scheduler) == 3001
+    crash(store)
+    with open(store.journal_path, "rb") as journal:
+        lines = journal.read().splitlines()
+    assert len(lines) == 2  # the header, then the one request
+    assert set(json.loads(lines[1])["changes"]) == {"Root", *leaves}
+
+    _, restored = start_scheduler(str(tmp_path))
+    assert restored.dump_state()["steps"] == scheduler.dump_state()["steps"]
+    restored.validate_state()
+
+
+def test_a_torn_streamed_journal_line_is_dropped(tmp_path, monkeypatch):
+    monkeypatch.setattr(state_store, "_JOURNAL_CHUNK_BYTES", 4096)
+    store, scheduler = start_scheduler(str(tmp_path))
+    scheduler.add_step(worker="w", step_id="First")
+    store.record(scheduler)
+    scheduler.add_step(worker="w", step_id="Root", deps=[f"Leaf_{i}" for i in range(3000)])
+    store.record(scheduler)
+    crash(store)
+    with open(store.journal_path, "rb+") as journal:  # kill -9 in the middle of writing the big line
+        journal.truncate(os.path.getsize(store.journal_path) // 2)
+
+    _, restored = start_scheduler(str(tmp_path))
+    assert set(restored.dump_state()["steps"]) == {"First"}
