@@ -626,8 +626,14 @@ class Scheduler(SchedulerQueries):
             s.resources = dict(resources) if resources else EMPTY_MAP
             if w.enabled and not assistant:
                 st.add_stakeholder(s, worker)
-                for dep_id in sorted(s.deps):
-                    self._stake_dependency(dep_id, worker, priority, now)
+                # w.stakes: the steps this worker is a stakeholder of already (a
+                # step re-reported DONE need not look at each dependency again).
+                stakes = w.stakes
+                unstaked = [dep_id for dep_id in s.deps if dep_id not in stakes]
+                if unstaked:
+                    unstaked.sort()  # placeholders are created (and so ordered) by id
+                    for dep_id in unstaked:
+                        self._stake_dependency(dep_id, worker, priority, now)
             self._raise_priority(s, priority)
             if runnable and status is not FAILED and w.enabled:
                 st.add_worker_to_step(s, worker)
