@@ -344,6 +344,8 @@ class Scheduler(SchedulerQueries):
 
     def _raise_priority(self, s: StepRecord, priority: float) -> None:
         """Raise the priority of ``s`` and, transitively, of its dependencies (never lowers)."""
+        if priority <= s.priority and not s.deps:
+            return  # nothing to raise (the usual report of a leaf)
         st = self._state
         stack = [(s, priority)]
         while stack:
@@ -621,7 +623,7 @@ class Scheduler(SchedulerQueries):
                 self._batch_email_failure(worker, s, expl, owners)
             if deps is not None:
                 st.set_deps(s, deps)
-            if new_deps is not None:
+            if new_deps:
                 st.add_deps(s, new_deps)
             s.resources = dict(resources) if resources else EMPTY_MAP
             if w.enabled and not assistant:
@@ -862,7 +864,9 @@ class Scheduler(SchedulerQueries):
             self.prune()
         now = self._clock()
         st = self._state
-        w = self._touch(worker, now, reference={"host": host}, get_work=True)
+        w = self._touch(worker, now, get_work=True)
+        if w.reference is None or w.reference.get("host") != host:
+            w.reference = {"host": host}
         if not w.enabled:
             return {"n_pending_steps": 0, "n_unique_pending": 0, "n_pending_last_scheduled": 0,
                     "running_steps": [], "step_id": None, "worker_state": w.state}

@@ -91,6 +91,19 @@ def select(state: SchedulerState, w: WorkerRecord, assistant: bool, totals: Mapp
     """
     owner = None if assistant else w.id
     groups = state.ready.groups(owner)
+    if not assistant and len(groups) == 1 and () in groups:
+        # The usual case, a worker none of whose steps needs resources: the
+        # first live entry of its one heap is the answer (Luigi's "trivial worker").
+        heap = groups[()]
+        entry_valid = state.entry_valid
+        while heap:
+            entry = heapq.heappop(heap)
+            state.ready.size -= 1
+            best = entry_valid(owner, entry)
+            if best is not None:
+                return best, collect_batch(state, w, best, owner, heap)
+        del groups[()]
+        return None, None
     live = []
     for sig in list(groups):
         if _Stream(owner, sig, groups[sig], mine=True).peek(state) is None:

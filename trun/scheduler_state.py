@@ -574,12 +574,14 @@ class SchedulerState:
             s.heap_owners = ()
         workers = self.workers
         if status is RUNNING:
-            contrib = dict(s.resources_running if s.resources_running is not None else s.resources)
-            used = self.used
-            for r, a in contrib.items():
-                if a:
-                    used[r] = used.get(r, 0) + a
-            s.used_contrib = contrib
+            held = s.resources_running if s.resources_running is not None else s.resources
+            if held:
+                contrib = dict(held)
+                used = self.used
+                for r, a in contrib.items():
+                    if a:
+                        used[r] = used.get(r, 0) + a
+                s.used_contrib = contrib
             for w_id in s.workers:
                 workers[w_id].running_member.add(s.id)
             s.run_indexed = True
