@@ -849,6 +849,15 @@ def test_assistant_runs_any_runnable_step(sch):
     assert sch.step_list(RUNNING, "")["A"]["worker_running"] == "Y"
 
 
+def test_assistant_takes_steps_by_priority_whether_added_before_or_after_it_first_asked(sch):
+    sch.add_step(worker="X", step_id="Early", priority=1)
+    sch.add_step(worker="X", step_id="Waiting", priority=4)
+    assert work(sch, "Y", assistant=True) == "Waiting"
+    sch.add_step(worker="X", step_id="Later", priority=5)
+    sch.add_step(worker="X", step_id="After", priority=3)
+    assert [work(sch, "Y", assistant=True) for _ in range(3)] == ["Later", "After", "Early"]
+
+
 def test_assistant_skips_external_steps(sch):
     sch.add_step(worker="X", step_id="A", runnable=False)
     assert work(sch, "Y", assistant=True) is None

@@ -872,6 +872,7 @@ class Scheduler(SchedulerQueries):
                     "running_steps": [], "step_id": None, "worker_state": w.state}
         if assistant:
             w.info["assistant"] = assistant
+            st.keep_any_heaps()
         best: StepRecord | None = None
         batch: list[StepRecord] | None = None
         if current_steps is not None:

@@ -336,6 +336,11 @@ class SchedulerState:
         #: dependency id -> its dependents: a tuple while few, a set beyond _RDEPS_TUPLE_MAX.
         self.rdeps: dict[str, tuple[str, ...] | set[str]] = {}
         self.ready = ReadyQueue()
+        #: Whether the ready queue keeps the heaps of *all* runnable steps (owner
+        #: None), which only assistants use: off until the first assistant asks
+        #: for work (see :meth:`keep_any_heaps`), so a plain run pushes each
+        #: ready step once instead of twice.
+        self.any_heaps = False
         self.ready_ids: set[str] = set()
         self.used: dict[str, int] = {}
         self.batches: dict[str, set[str]] = {}
@@ -620,7 +625,7 @@ class SchedulerState:
     def _push_ready(self, s: StepRecord) -> None:
         resources = s.resources
         key = (-s.priority, s.time, s.seq, resource_signature(resources) if resources else ())
-        owners: tuple[str | None, ...] = s.workers + (None,) if s.runnable else s.workers
+        owners: tuple[str | None, ...] = s.workers + (None,) if s.runnable and self.any_heaps else s.workers
         if s.heap_key != key:
             s.heap_version = next(self._versions)
             s.heap_key = key
@@ -646,6 +651,12 @@ class SchedulerState:
             return s if s.runnable else None
         return s if owner in s.workers else None
 
+    def keep_any_heaps(self) -> None:
+        """Start keeping the heaps of all runnable steps (an assistant is asking for work)."""
+        if not self.any_heaps:
+            self.any_heaps = True
+            self.rebuild_ready()
+
     def rebuild_ready(self) -> None:
         """Drop dead heap entries by rebuilding every heap from the ready steps."""
         self.ready.clear()
@@ -656,7 +667,7 @@ class SchedulerState:
         for step_id in self.ready_ids:
             s = self.steps[step_id]
             key = (-s.priority, s.time, s.seq, resource_signature(s.resources))
-            owners: tuple[str | None, ...] = s.workers + (None,) if s.runnable else s.workers
+            owners: tuple[str | None, ...] = s.workers + (None,) if s.runnable and self.any_heaps else s.workers
             s.heap_version = next(self._versions)
             s.heap_key = key
             s.heap_owners = owners
@@ -798,7 +809,7 @@ class SchedulerState:
             check(s.ready == is_ready, f"{where}: ready flag {s.ready} != {is_ready}")
             if is_ready:
                 ready_ids.add(sid)
-                for owner in itertools.chain(s.workers, [None] if s.runnable else []):
+                for owner in itertools.chain(s.workers, [None] if s.runnable and self.any_heaps else []):
                     check((owner, sid) in live_entries, f"{where}: no live ready entry for owner {owner!r}")
             else:
                 check(sid not in live_steps, f"{where}: live ready entry but not ready")
