@@ -21,7 +21,6 @@ from typing import Any
 
 from trun.scheduler_state import (
     EMPTY_MAP,
-    NO_IDS,
     RUNNING_STATUSES,
     STATE_VERSION,
     SchedulerState,
@@ -159,7 +158,7 @@ def step_from_record(rec: Any) -> StepRecord:
     if isinstance(seq, bool) or not isinstance(seq, int):
         raise _fail(sid, "seq", "an integer", seq)
     s = StepRecord(sid, status, t, seq)
-    s.deps = set(_str_list(rec, sid, "deps")) or NO_IDS
+    s.deps = tuple(dict.fromkeys(_str_list(rec, sid, "deps")))
     s.stakeholders = tuple(dict.fromkeys(_str_list(rec, sid, "stakeholders")))
     s.workers = tuple(dict.fromkeys(_str_list(rec, sid, "workers")))
     updated = _opt_num(rec, sid, "updated")
