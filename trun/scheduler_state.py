@@ -428,7 +428,9 @@ class SchedulerState:
     def end(self, s: StepRecord) -> None:
         """Put ``s`` back into the indexes and tell its dependents what changed."""
         self.attach(s)
-        self.sync(s)
+        status = s.status
+        if (status is DONE) != s.p_done or (status is DISABLED or (status is PENDING and s.n_blocking > 0)) != s.p_block:
+            self.sync(s)  # else the dependents' counters are right already (most changes)
         self.dirty.add(s.id)
 
     def set_deps(self, s: StepRecord, deps: Iterable[str]) -> None:
