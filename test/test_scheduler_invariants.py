@@ -53,7 +53,7 @@ class SchedulerMachine(RuleBasedStateMachine):
         self.journal: list[dict] = []
         #: step id -> workers that were handed it and have not reported back
         self.believed: dict[str, set[str]] = {}
-        self.batch_runners: dict[str, tuple[str, list[str]]] = {}  # runner id -> (worker, members)
+        self.batch_runners: dict[str, tuple[str, list[str], str]] = {}  # runner id -> (worker, members, batch id)
         self.batch_count = 0
 
     # ------------------------------------------------------------ helpers
@@ -117,7 +117,7 @@ class SchedulerMachine(RuleBasedStateMachine):
             runner = f"batch{self.batch_count}"
             self.sch.add_step(worker=worker, step_id=runner, family="F", params={"p": runner},
                               batch_id=reply["batch_id"], status=RUNNING)
-            self.batch_runners[runner] = (worker, list(reply["batch_step_ids"]))
+            self.batch_runners[runner] = (worker, list(reply["batch_step_ids"]), reply["batch_id"])
             self.believed.setdefault(runner, set()).add(worker)
 
     @rule(data=st.data(), status=st.sampled_from([DONE, DONE, FAILED]),
@@ -127,13 +127,18 @@ class SchedulerMachine(RuleBasedStateMachine):
         if not holders:
             return
         step, worker = data.draw(st.sampled_from(holders))
+        _, members, batch_id = self.batch_runners.get(step, (None, [], None))
+        # Members still running in this batch; one that left it (failed alone, say)
+        # may since have been handed to the worker on its own, and stays held.
+        in_batch = [m for m in members if (self.record(m) or {}).get("batch_id") == batch_id]
         if with_new_deps:
             new_deps = data.draw(st.lists(st.sampled_from(STEPS), min_size=1, max_size=2, unique=True))
             self.sch.add_step(worker=worker, step_id=step, status=PENDING, new_deps=new_deps, runnable=None)
         else:
             self.sch.add_step(worker=worker, step_id=step, status=status, runnable=None, expl="e")
         self.believed[step].discard(worker)
-        for member in self.batch_runners.pop(step, (None, []))[1]:
+        self.batch_runners.pop(step, None)
+        for member in in_batch:
             self.believed.get(member, set()).discard(worker)
 
     @rule(worker=st.sampled_from(WORKERS), step=st.sampled_from(STEPS), status=st.sampled_from([DONE, FAILED]))
