@@ -22,6 +22,15 @@ Hazards:
   instances.
 * ``requires()`` may be called several times (scheduling, then running), in
   different processes; keep it free of side effects.
+* Creating a step is on every workflow's hot path, so each class gets
+  tables built on first use (``_ParamSpec``) including two functions
+  *written for the class* and compiled with ``exec``: its step id, and its
+  constructor for calls that give every parameter (by keyword or position).
+  They are rebuilt when an attribute of the class or a base class is set;
+  a parameter object changed in place after use is not noticed.
+* The configuration is looked up without ``get_config()`` while nothing
+  that could change its answer changed (see ``_current_config``), which
+  relies on how :mod:`trun.configuration.core` decides.
 """
 from __future__ import annotations
 
@@ -29,8 +38,11 @@ import copy
 import difflib
 import functools
 import hashlib
+import itertools
 import json
 import logging
+import operator
+import os
 import re
 import traceback
 import warnings
@@ -104,6 +116,9 @@ if json.encoder.c_make_encoder is not None:
 else:  # pragma: no cover - CPython always has the C accelerator
     _canonical_json = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
 
+# json's own string encoder (C): a str becomes its JSON text, anything else raises TypeError.
+_encode_json_str = json.encoder.encode_basestring_ascii
+
 # Default of Step.step_namespace meaning "not set on the class".
 _NOT_USER_SPECIFIED = "__not_user_specified"
 
@@ -114,6 +129,9 @@ _FORWARDED_ATTRIBUTES = ("set_tracking_url", "set_status_message", "set_progress
 # (step class, event) -> the callbacks trigger_event calls; emptied whenever a
 # handler is added or removed.
 _event_dispatch_cache: dict[tuple[type, str], tuple[Callable[..., Any], ...]] = {}
+# Whether any event handler is registered for any class (kept by event_handler
+# and remove_event_handler).
+_handlers_registered = False
 
 # Key under which Register.__call__ hands already resolved values to __init__.
 _PRESET_KEY = "_trun_preset_values"
@@ -157,10 +175,18 @@ def step_id_str(step_family: str, params: dict[str, str]) -> str:
     ``_``.  The hash is the first :data:`STEP_ID_TRUNCATE_HASH` hex digits of
     the md5 of the canonical JSON of ``params`` (sorted keys, no spaces).
     """
+    return _step_id(step_family, params, sorted(params))
+
+
+def _step_id(step_family: str, params: dict[str, str], sorted_names: list[str] | tuple[str, ...]) -> str:
+    # step_id_str with the names already sorted (a step class sorts its own once).
     param_hash = hashlib.md5(_canonical_json(params).encode("utf-8"), usedforsecurity=False).hexdigest()
-    summary = "_".join(params[name][:STEP_ID_TRUNCATE_PARAMS]
-                       for name in sorted(params)[:STEP_ID_INCLUDE_PARAMS])
-    summary = STEP_ID_INVALID_CHAR_REGEX.sub("_", summary)
+    truncate = STEP_ID_TRUNCATE_PARAMS
+    summary = "_".join([params[name][:truncate] for name in sorted_names[:STEP_ID_INCLUDE_PARAMS]])
+    # Most summaries (numbers, plain words) need no replacement; for an ASCII
+    # string isalnum() is exactly [A-Za-z0-9], and it is cheaper than the regex.
+    if not (summary.isascii() and summary.replace("_", "").isalnum()):
+        summary = STEP_ID_INVALID_CHAR_REGEX.sub("_", summary)
     return f"{step_family}_{summary}_{param_hash[:STEP_ID_TRUNCATE_HASH]}"
 
 
@@ -228,7 +254,7 @@ def _resolve_params(cls: type[Step], family: str, params: list[tuple[str, Parame
                 % (_describe_call(family, args, kwargs), name, _suggest(name, by_name), family, known))
         result[name] = param_obj.normalize(arg)
 
-    conf = (_get_config or _import_get_config())()
+    conf = _current_config()
     has_section = conf.has_section(family)
     if len(result) < len(params):
         # Without a command line and a [family] section, a parameter's value
@@ -266,16 +292,56 @@ def _default_is_context_free(param_obj: Parameter) -> bool:
     return all(getattr(param_type, method, None) is getattr(Parameter, method, None) for method in _LOOKUP_METHODS)
 
 
-def _import_get_config() -> Callable[[], Any]:
+def _import_get_config() -> Callable[..., Any]:
     # Imported on first use: declaring steps does not need the configuration.
-    global _get_config
-    from trun.configuration import get_config
+    global _get_config, _config_core, _parser_env_key
+    from trun.configuration import core
 
-    _get_config = get_config
-    return get_config
+    _config_core = core
+    encodekey = getattr(_environ, "encodekey", None)
+    _parser_env_key = encodekey(core.CONFIG_PARSER_ENV) if encodekey is not None else None
+    _get_config = core.get_config
+    return core.get_config
 
 
-_get_config: Callable[[], Any] | None = None
+_get_config: Callable[..., Any] | None = None
+_config_core: Any = None
+_parser_env_key: Any = None
+_environ = os.environ
+_environ_data: Any = getattr(os.environ, "_data", None)
+# (parser class, its instance) as get_config(DEFAULT_PARSER) last returned them.
+_config_memo: tuple[Any, Any] = (None, None)
+
+
+def _current_config() -> Any:
+    """``get_config()``, cheaply when ``TRUN_CONFIG_PARSER`` is unset and nothing was reset since last time.
+
+    Every step creation asks for the configuration (for its ``[family]``
+    section). ``get_config()`` reads ``os.environ``, whose look-up of an unset
+    variable raises and catches a ``KeyError`` inside ``os``, then makes three
+    more calls; together they cost more than creating the rest of the step.
+    Here the mapping behind ``os.environ`` answers "is it set?", and the
+    parser instance from last time is reused while it is still the one
+    ``get_config()`` would return: the default parser's published instance,
+    with ``TRUN_CONFIG_PATH`` applied. Anything else asks ``get_config()``.
+
+    Hazard: this knows how :mod:`trun.configuration.core` picks its answer;
+    test_step_fast_paths.py checks that both agree after the ways the answer
+    can change (reset, a new file, the variable set).
+    """
+    global _config_memo
+    get_config = _get_config or _import_get_config()
+    if (_parser_env_key is not None and os.environ is _environ and _environ_data is not None
+            and _parser_env_key not in _environ_data):
+        parser_class, instance = _config_memo
+        core = _config_core
+        if (instance is not None and parser_class._instance is instance and core._env_path_applied
+                and core.PARSERS.get(core.DEFAULT_PARSER) is parser_class and parser_class.enabled):
+            return instance
+        instance = get_config(core.DEFAULT_PARSER)
+        _config_memo = (core.PARSERS[core.DEFAULT_PARSER], instance)
+        return instance
+    return get_config()
 
 
 def _value_from_context(family: str, name: str, param_obj: Parameter,
@@ -300,8 +366,12 @@ def _value_from_context(family: str, name: str, param_obj: Parameter,
 _warned_unconsumed: set[tuple[str, str]] = set()
 
 
-def _warn_unconsumed_config(cls: type[Step], family: str, values: dict[str, Any], conf: Any) -> None:
-    """Warn once per key of the ``[family]`` config section that names no parameter."""
+def _warn_unconsumed_config(cls: type[Step], family: str, values: dict[str, Any], conf: Any,
+                            stacklevel: int = 5) -> None:
+    """Warn once per key of the ``[family]`` config section that names no parameter.
+
+    ``stacklevel`` is counted from here: the warning names the code that created the step.
+    """
     ignore = getattr(cls, "ignore_unconsumed", ()) or ()
     for key, value in conf.items(family):
         key = key.replace("-", "_")
@@ -313,7 +383,7 @@ def _warn_unconsumed_config(cls: type[Step], family: str, values: dict[str, Any]
         warnings.warn(
             "The configuration contains the parameter '%s' with value '%s' that is not consumed by the "
             "step '%s'.%s" % (key, value, family, _suggest(key, values)),
-            UnconsumedParameterWarning, stacklevel=5)
+            UnconsumedParameterWarning, stacklevel=stacklevel)
 
 
 class _ParamSpec:
@@ -324,9 +394,12 @@ class _ParamSpec:
     """
 
     __slots__ = ("family", "params", "names", "by_name", "positional", "id_params", "repr_params",
-                 "batch_names", "type_checks", "custom", "plain_construction", "default_memo")
+                 "batch_names", "type_checks", "custom", "plain_construction", "default_memo",
+                 "normalizers", "identity", "get_values", "id_serializers", "step_id", "str_serializers", "owner",
+                 "new_from_call")
 
     def __init__(self, cls: type[Step]) -> None:
+        self.owner = cls
         self.custom = (cls.get_params.__func__ is not Step.get_params.__func__  # type: ignore[attr-defined]
                        or cls.get_param_values.__func__ is not Step.get_param_values.__func__)  # type: ignore[attr-defined]
         params = list(cls.get_params()) if self.custom else _collect_params(cls)
@@ -340,18 +413,54 @@ class _ParamSpec:
         self.repr_params = [(n, p) for n, p in params if p.significant]
         self.batch_names = [n for n, p in params if p._is_batchable()]
         self.type_checks = [(n, p._warn_on_wrong_param_type) for n, p in params
-                            if hasattr(p, "_warn_on_wrong_param_type")]
+                            if hasattr(p, "_warn_on_wrong_param_type") and not _type_check_is_noop(p)]
         self.plain_construction = cls.__init__ is Step.__init__ and cls.__new__ is object.__new__
         self.default_memo: dict[str, Any] = {}
+        # None: the parameter keeps the value as given (Parameter.normalize).
+        self.normalizers = {n: None if type(p).normalize is Parameter.normalize else p.normalize
+                            for n, p in params}
+        #: True when no parameter changes the values it is given.
+        self.identity = not any(self.normalizers.values())
+        #: mapping -> its values of the parameters (two or more), in declaration order: one C call.
+        self.get_values: Callable[[Any], Any] = operator.itemgetter(*self.names) if len(params) > 1 else tuple
+        self.id_serializers = [(n, _serializer(p)) for n, p in self.id_params]
+        #: param_kwargs -> step id: what step_id_str() says, compiled for this class.
+        self.step_id: Callable[[dict[str, Any]], str] = _compile_step_id(self.family, self.id_serializers)
+        # None for PRIVATE parameters, which to_str_params() leaves out.
+        self.str_serializers = {n: None if p.visibility == ParameterVisibility.PRIVATE else _serializer(p)
+                                for n, p in params}
+        #: (cls, args, kwargs) -> the step, or None; see _compile_new_from_call.
+        self.new_from_call = _compile_new_from_call(self)
 
     def resolve(self, cls: type[Step], args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
         """Values of all parameters, in declaration order, for a constructor call."""
         if self.custom:
             pairs = cls.get_param_values(list(self.params), args, kwargs)
             return tuple(value for _, value in pairs)
-        result = _resolve_params(cls, self.family, self.params, self.by_name, self.positional, args, kwargs,
-                                 self.default_memo)
-        return tuple([_list_to_tuple(result[name]) for name in self.names])
+        normalizers = self.normalizers
+        if not args and len(kwargs) == len(normalizers) and kwargs.keys() == normalizers.keys():
+            # Every parameter given by keyword (how requires() usually builds
+            # steps): no command line, config or default is consulted, and
+            # nothing can be unknown or given twice.
+            if self.identity:
+                given: dict[str, Any] = kwargs
+                values = (kwargs[self.names[0]],) if len(kwargs) == 1 else self.get_values(kwargs)
+            else:
+                given = {}
+                for name, arg in kwargs.items():
+                    normalize = normalizers[name]
+                    given[name] = arg if normalize is None else normalize(arg)
+                values = [given[name] for name in self.names]
+            conf = _current_config()
+            if conf.has_section(self.family):
+                _warn_unconsumed_config(cls, self.family, given, conf, stacklevel=4)
+        else:
+            result = _resolve_params(cls, self.family, self.params, self.by_name, self.positional, args, kwargs,
+                                     self.default_memo)
+            values = [result[name] for name in self.names]
+        if any(map(isinstance, values, _LIST_OR_SET)):
+            return tuple([tuple(value) if isinstance(value, (list, set)) else value for value in values])
+        return tuple(values)
 
     def instantiate(self, cls: type[Step], args: tuple[Any, ...], kwargs: dict[str, Any],
                     values: tuple[Any, ...]) -> Step:
@@ -368,6 +477,216 @@ class _ParamSpec:
             finally:
                 instance.__dict__.pop(_PRESET_KEY, None)
         return instance
+
+
+_NEW_FROM_CALL_TEMPLATE = """\
+def new_from_call(cls, args, kwargs, {defaults}):
+    if args:
+        if kwargs or len(args) != {count} or not {all_positional}:
+            return None
+        {unpack_args} = args
+    else:
+        if len(kwargs) != {count}:
+            return None
+        try:
+            {unpack}
+        except KeyError:
+            return None
+    if not ({strings}):
+        return None  # Parameter warns about a non-str: the general way, so that the warning points where it did
+    {normalize}
+    {tuples}
+    values = ({values},)
+    conf = _current_config()
+    if conf.has_section(family):
+        _warn_unconsumed_config(cls, family, kwargs, conf, stacklevel=4)
+    instances = None
+    cache = Register._instance_cache
+    if cache is not None:
+        instances = cache.get(cls)
+        if instances is None:
+            instances = cache[cls] = {{}}
+        try:
+            instance = instances.get(values)
+        except TypeError:
+            logger.debug("Not all parameter values of %s are hashable, so the instance is not cached",
+                         cls.__name__)
+            instances = None
+        else:
+            if instance is not None:
+                return instance
+    instance = _object_new(cls)
+    param_kwargs = {{{param_kwargs}}}
+    state = instance.__dict__
+    {fill}
+    state["param_kwargs"] = param_kwargs
+    state["step_id"] = step_id(param_kwargs)
+    if instances is not None:
+        instances[values] = instance
+    return instance
+"""
+
+
+def _compile_new_from_call(spec: _ParamSpec) -> Callable[[type, tuple[Any, ...], dict[str, Any]], Any] | None:
+    """``Register.__call__`` for a call giving every parameter, written out for the class.
+
+    Every parameter by keyword (the usual way ``requires()`` makes steps),
+    or every one by position: the function does what ``resolve()``, the
+    instance cache and ``_trun_init()`` do then, without their loops and
+    calls. It returns None for a call it does not handle (a missing or
+    unknown parameter...), which then goes the general way. Only for
+    classes that keep Step's own ``__init__``/``__new__`` and have at most one
+    parameter with its own ``normalize``: with two, which one raises first
+    would depend on the caller's keyword order, as it does the general way.
+    """
+    normalizers = {name: normalize for name, normalize in spec.normalizers.items() if normalize is not None}
+    if spec.custom or len(normalizers) > 1 or not spec.plain_construction or not spec.names:
+        return None
+    # The only type check left on the way is plain Parameter's "is it a str?"
+    # (see _type_check_is_noop): asked first, and a value that would warn goes
+    # the general way. Any other check: no function.
+    checked = [name for name, _ in spec.type_checks]
+    if any(type(spec.by_name[name]) is not Parameter or name in normalizers for name in checked):
+        return None
+    names = spec.names
+    variables = [f"v{i}" for i in range(len(names))]
+    normalize_args = [f"_normalize{i}" for i, name in enumerate(names) if name in normalizers]
+    source = _NEW_FROM_CALL_TEMPLATE.format(
+        defaults=", ".join(f"{arg}={arg}" for arg in ["family", "step_id", "_object_new", *normalize_args]),
+        count=len(names),
+        # Every value read before any is normalized: a KeyError raised by a normalizer is its own.
+        unpack="\n            ".join(f"{var} = kwargs[{name!r}]" for var, name in zip(variables, names)),
+        unpack_args="".join(f"{var}, " for var in variables),
+        all_positional=len(spec.positional) == len(names),
+        normalize="\n    ".join(f"v{i} = _normalize{i}(v{i})" for i, name in enumerate(names)
+                                if name in normalizers) or "pass",
+        # Lists and sets become tuples, as resolve() makes them.
+        tuples="\n    ".join(f"if isinstance({var}, (list, set)):\n        {var} = tuple({var})" for var in variables),
+        values=", ".join(variables),
+        param_kwargs=", ".join(f"{name!r}: {var}" for var, name in zip(variables, names)),
+        fill="\n    ".join(f"state[{name!r}] = {var}" for var, name in zip(variables, names)),
+        strings=" and ".join(f"isinstance(v{i}, str)" for i, name in enumerate(names) if name in checked) or "True",
+    )
+    namespace: dict[str, Any] = {f"_normalize{i}": normalizers[name] for i, name in enumerate(names)
+                                 if name in normalizers}
+    namespace.update(family=spec.family, step_id=spec.step_id, _object_new=object.__new__)
+    exec(source, globals(), namespace)  # noqa: S102 - the source is made above from identifiers and reprs
+    return namespace["new_from_call"]
+
+
+_STEP_ID_TEMPLATE = """\
+def step_id(param_kwargs, {defaults}):
+    {serialize}
+    if (STEP_ID_INCLUDE_PARAMS != {include} or STEP_ID_TRUNCATE_PARAMS != {truncate}
+            or STEP_ID_TRUNCATE_HASH != {truncate_hash}):
+        return _step_id(family, {{{by_name}}}, sorted_names)
+    try:
+        text = {json}
+    except TypeError:
+        return _step_id(family, {{{by_name}}}, sorted_names)
+    summary = {summary}
+    if not (summary.isascii() and summary.replace("_", "").isalnum()):
+        summary = STEP_ID_INVALID_CHAR_REGEX.sub("_", summary)
+    return {prefix} + summary + "_" + _md5(text.encode(), usedforsecurity=False).hexdigest()[:{truncate_hash}]
+"""
+
+_md5 = hashlib.md5
+
+# isinstance(value, (list, set)) for each value of a map().
+_LIST_OR_SET = itertools.repeat((list, set))
+
+
+
+def _compile_step_id(family: str,
+                     serializers: list[tuple[str, Callable[[Any], Any]]]) -> Callable[[dict[str, Any]], str]:
+    """A function computing ``step_id_str(family, {name: serialize(value)})`` from a step's ``param_kwargs``.
+
+    Written out for the class's parameters (as dataclasses write ``__init__``):
+    creating a step computes its id, and for a few parameters the general
+    code's loops, comprehensions and JSON encoder cost more than the md5
+    itself. The text hashed is the same: the canonical JSON of a dict of str
+    is what ``encode_basestring_ascii`` makes of each key and value, in key
+    order. Anything else (a ``serialize()`` returning a non-str, changed
+    ``STEP_ID_*`` constants) goes the general way, through :func:`_step_id`.
+    """
+    if not serializers:
+        return functools.partial(_step_id_without_params, family)
+    names = [name for name, _ in serializers]
+    in_key_order = sorted(range(len(names)), key=names.__getitem__)
+    json_parts = [f"{_encode_json_str(names[i]) + ':'!r} + _encode_json_str(v{i})" for i in in_key_order]
+    summary_parts = [f"v{i}[:{STEP_ID_TRUNCATE_PARAMS}]" for i in in_key_order[:STEP_ID_INCLUDE_PARAMS]]
+    source = _STEP_ID_TEMPLATE.format(
+        defaults=", ".join([f"_s{i}=_s{i}" for i in range(len(names))] + ["family=family", "sorted_names=sorted_names"]),
+        # Serialized in declaration order, as step_id_str's callers always did.
+        serialize="\n    ".join(f"v{i} = _s{i}(param_kwargs[{name!r}])" for i, name in enumerate(names)),
+        include=STEP_ID_INCLUDE_PARAMS, truncate=STEP_ID_TRUNCATE_PARAMS, truncate_hash=STEP_ID_TRUNCATE_HASH,
+        by_name=", ".join(f"{name!r}: v{i}" for i, name in enumerate(names)),
+        json="'{' + " + " + ',' + ".join(json_parts) + " + '}'",
+        summary=" + '_' + ".join(summary_parts),
+        prefix=repr(family + "_"),
+    )
+    # Bound as default arguments; the module's globals, so that the function
+    # sees the STEP_ID_* constants as they are when it runs.
+    namespace: dict[str, Any] = {f"_s{i}": serialize for i, (_, serialize) in enumerate(serializers)}
+    namespace.update(family=family, sorted_names=tuple(sorted(names)))
+    exec(source, globals(), namespace)  # noqa: S102 - the source is made above from identifiers and reprs
+    return namespace["step_id"]
+
+
+def _step_id_without_params(family: str, param_kwargs: dict[str, Any]) -> str:
+    return _step_id(family, {}, ())
+
+
+class _ClassFacts(dict):  # type: ignore[type-arg]
+    """What callers (the worker) learned about one step class; see :func:`_class_facts`."""
+
+    __slots__ = ("owner",)
+
+    def __init__(self, owner: type) -> None:
+        super().__init__()
+        self.owner = owner
+
+
+def _class_facts(cls: type[Step]) -> dict[str, Any]:
+    """A dict in which callers cache what they learned about ``cls`` (e.g. "run() is Step's own").
+
+    Kept on the class itself (``_trun_facts``; a subclass sees its base's,
+    hence the owner check) and thrown away by :class:`Register` whenever an
+    attribute of ``cls`` or of a base class is set or deleted.
+    """
+    facts = cls._trun_facts
+    if facts is None or facts.owner is not cls:
+        facts = _ClassFacts(cls)
+        type.__setattr__(cls, "_trun_facts", facts)
+    return facts
+
+
+def _no_event_handlers(step: Step, event: str) -> bool:
+    """True when ``step.trigger_event(event, ...)`` is known to call nothing, so the call can be skipped.
+
+    Known when no handler is registered at all, or once the class has
+    triggered ``event`` (trigger_event fills the cache); and only for a step
+    that keeps Step's own ``trigger_event``.
+    """
+    return ((not _handlers_registered or _event_dispatch_cache.get((type(step), event)) == ())
+            and type(step).trigger_event is _step_trigger_event and "trigger_event" not in step.__dict__)
+
+
+def _serializer(param_obj: Parameter) -> Callable[[Any], str]:
+    # Parameter.serialize is str(); calling str directly skips a Python frame.
+    return str if type(param_obj).serialize is Parameter.serialize else param_obj.serialize
+
+
+def _type_check_is_noop(param_obj: Parameter) -> bool:
+    # Parameter's and TimeDeltaParameter's checks only look at instances of
+    # exactly that class; for any other parameter they return at once.
+    from trun.parameter import TimeDeltaParameter
+
+    check = type(param_obj)._warn_on_wrong_param_type
+    for owner in (Parameter, TimeDeltaParameter):
+        if check is owner._warn_on_wrong_param_type and type(param_obj) is not owner:
+            return True
+    return False
 
 
 def _collect_params(cls: type) -> list[tuple[str, Parameter]]:
@@ -450,6 +769,10 @@ class Step(metaclass=Register):
     scheduler_messages: Any = None
 
     _visible_in_registry: ClassVar[bool] = True
+    # The class's parameter tables (see _trun_param_spec) and the facts cached by
+    # _class_facts(): the class's own, or a base class's (ignored; hence their owner).
+    _trun_spec: ClassVar[_ParamSpec | None] = None
+    _trun_facts: ClassVar[_ClassFacts | None] = None
     # Set by the Register metaclass for every class.
     _namespace_at_class_time: ClassVar[str] = ""
 
@@ -521,17 +844,21 @@ class Step(metaclass=Register):
         receives the arguments documented there.
         """
         def register(callback: Callable[..., Any]) -> Callable[..., Any]:
+            global _handlers_registered
             cls._event_callbacks.setdefault(cls, {}).setdefault(event, {})[callback] = None
             _event_dispatch_cache.clear()
+            _handlers_registered = True
             return callback
         return register
 
     @classmethod
     def remove_event_handler(cls, event: str, callback: Callable[..., Any]) -> None:
         """Unregister a callback added with :meth:`event_handler` on this same class."""
+        global _handlers_registered
         try:
             del cls._event_callbacks[cls][event][callback]
             _event_dispatch_cache.clear()
+            _handlers_registered = any(any(by_event.values()) for by_event in cls._event_callbacks.values())
         except KeyError:
             raise ValueError(
                 f"{callback!r} is not registered for event {event!r} on {cls.__name__}; "
@@ -594,8 +921,8 @@ class Step(metaclass=Register):
 
     @classmethod
     def _trun_param_spec(cls) -> _ParamSpec:
-        spec = cls.__dict__.get("_trun_spec")
-        if spec is None:
+        spec = cls._trun_spec
+        if spec is None or spec.owner is not cls:
             spec = _ParamSpec(cls)
             type.__setattr__(cls, "_trun_spec", spec)
         return spec
@@ -603,8 +930,8 @@ class Step(metaclass=Register):
     @classmethod
     def get_params(cls) -> list[tuple[str, Parameter]]:
         """All ``(name, Parameter)`` pairs of the class, in declaration order."""
-        spec = cls.__dict__.get("_trun_spec")
-        if spec is not None and not spec.custom:
+        spec = cls._trun_spec
+        if spec is not None and spec.owner is cls and not spec.custom:
             return list(spec.params)
         return _collect_params(cls)
 
@@ -651,8 +978,7 @@ class Step(metaclass=Register):
         state["param_kwargs"] = param_kwargs
         for name, check in spec.type_checks:
             check(name, param_kwargs[name])
-        step_id = step_id_str(spec.family, {name: p.serialize(param_kwargs[name]) for name, p in spec.id_params})
-        state["step_id"] = step_id
+        state["step_id"] = spec.step_id(param_kwargs)
 
     @property
     def param_args(self) -> tuple[Any, ...]:
@@ -683,7 +1009,21 @@ class Step(metaclass=Register):
 
     def to_str_params(self, only_significant: bool = False, only_public: bool = False) -> dict[str, str]:
         """Serialize the parameters to ``{name: string}``; PRIVATE parameters are always left out."""
-        params = type(self)._trun_param_spec().by_name
+        cls = type(self)
+        spec = cls._trun_spec
+        if spec is None or spec.owner is not cls:
+            spec = cls._trun_param_spec()
+        if not only_significant and not only_public:
+            # What the worker sends for every report: the tables say it all. A loop,
+            # not a comprehension: for a few parameters, making one costs more.
+            serializers = spec.str_serializers
+            params_str = {}
+            for param_name, param_value in self.param_kwargs.items():
+                serialize = serializers[param_name]
+                if serialize is not None:
+                    params_str[param_name] = serialize(param_value)
+            return params_str
+        params = spec.by_name
         params_str = {}
         for param_name, param_value in self.param_kwargs.items():
             param_obj = params[param_name]
@@ -781,6 +1121,9 @@ class Step(metaclass=Register):
 
     def deps(self) -> list[Step]:
         """The flat list of dependencies the scheduler sees."""
+        if type(self)._requires is _step_requires and "_requires" not in self.__dict__:
+            # Step's own _requires() is flatten(requires()); flattening twice gives the same list.
+            return flatten(self.requires())
         return flatten(self._requires())
 
     def run(self) -> Any:
@@ -808,6 +1151,10 @@ class Step(metaclass=Register):
             yield
         finally:
             self.__dict__.update(reserved)
+
+
+_step_trigger_event = Step.trigger_event
+_step_requires = Step._requires
 
 
 class MixinNaiveBulkComplete:
@@ -993,7 +1340,8 @@ def flatten(struct: Any) -> list[Any]:
             return [struct]
     flat: list[Any] = []
     for item in items:
-        if _is_step(item):
+        # The first test is _is_step's usual answer without its call.
+        if type(type(item)) is Register or _is_step(item):
             flat.append(item)
         else:
             flat.extend(flatten(item))

@@ -18,6 +18,7 @@ Hazards:
   name could find two of them.
 * Instances are cached by parameter values, including insignificant ones;
   a step holding unhashable values (e.g. a plain ``dict``) is not cached.
+  The cache is keyed by class, then by the tuple of values.
 * Setting an attribute on a step class after it was defined (as
   :func:`trun.util.inherits` does) discards the per-class parameter tables;
   that is supported, but slow if done in a loop.
@@ -81,8 +82,10 @@ class Register(abc.ABCMeta):
     constructor.
     """
 
-    # (cls, parameter values) -> instance; None when caching is disabled.
-    _instance_cache: dict[tuple[Any, ...], Any] | None = {}
+    # cls -> parameter values -> instance; None when caching is disabled. Keyed
+    # per class so that a key is a tuple of plain values, which the garbage
+    # collector stops tracking, instead of a (class, values) pair it tracks for ever.
+    _instance_cache: dict[type, dict[tuple[Any, ...], Any]] | None = {}
     # scope (module prefix) -> namespace set by trun.namespace()/auto_namespace().
     _default_namespace_dict: dict[str, str] = {}
     # Every class ever created by this metaclass, in definition order.
@@ -108,20 +111,28 @@ class Register(abc.ABCMeta):
         defaults) before the cache is consulted, so ``MyStep(1)`` and
         ``MyStep(a=1)`` are the same object.
         """
-        spec = cls.__dict__.get("_trun_spec") or cls._trun_param_spec()
+        spec = cls._trun_spec
+        if spec is None or spec.owner is not cls:  # none yet, or a base class's
+            spec = cls._trun_param_spec()
+        if spec.new_from_call is not None:
+            instance = spec.new_from_call(cls, args, kwargs)
+            if instance is not None:
+                return instance
         values = spec.resolve(cls, args, kwargs)
         cache = Register._instance_cache
         if cache is None:
             return spec.instantiate(cls, args, kwargs, values)
-        key = (cls, values)
+        instances = cache.get(cls)
+        if instances is None:
+            instances = cache[cls] = {}
         try:
-            instance = cache.get(key)
+            instance = instances.get(values)
         except TypeError:
             logger.debug("Not all parameter values of %s are hashable, so the instance is not cached",
                          cls.__name__)
             return spec.instantiate(cls, args, kwargs, values)
         if instance is None:
-            instance = cache[key] = spec.instantiate(cls, args, kwargs, values)
+            instance = instances[values] = spec.instantiate(cls, args, kwargs, values)
         return instance
 
     def __setattr__(cls, name: str, value: Any) -> None:
@@ -134,13 +145,16 @@ class Register(abc.ABCMeta):
 
     def _discard_param_tables(cls) -> None:
         # Parameters, the namespace or the constructor of ``cls`` (and so of
-        # its subclasses) may have changed: rebuild their tables on next use.
+        # its subclasses) may have changed: rebuild their tables, and forget
+        # the facts cached about them (step._class_facts), on next use.
         Register._reg_generation += 1
         pending = [cls]
         while pending:
             klass = pending.pop()
-            if "_trun_spec" in klass.__dict__:
-                type.__delattr__(klass, "_trun_spec")
+            for name in ("_trun_spec", "_trun_facts"):
+                # None rather than deleted: Step's own None is what lookups fall back on.
+                if klass.__dict__.get(name) is not None:
+                    type.__setattr__(klass, name, None)
             pending.extend(type.__subclasses__(klass))
 
     @classmethod
