@@ -111,6 +111,18 @@ def test_step_yielding_dynamic_dependencies_goes_back_to_pending():
     assert (progress.counts().running, progress.counts().pending) == (0, 1)
 
 
+def test_a_finish_without_a_start_keeps_the_runnable_flag_of_the_last_report():
+    a, b = make_steps(2)
+    progress = LogProgress()
+    progress.on_scheduled(a, "PENDING", False)
+    progress.on_finished(a, "PENDING")  # e.g. an external step checked again: still missing
+    progress.on_scheduled(b, "PENDING", False)
+    progress.on_scheduled(b, "PENDING", True)
+    progress.on_finished(b, "PENDING")
+    counts = progress.counts()
+    assert (counts.total, counts.missing, counts.pending, counts.running) == (2, 1, 1, 0)
+
+
 def test_log_progress_writes_one_info_line_per_finished_step(caplog):
     a, b = make_steps(2)
     progress = LogProgress()

@@ -22,17 +22,21 @@ running), ``_scheduled_steps`` (step id → step) and ``_id``.
 
 Hazards: classifying "left pending" steps walks ``_requires()`` of each such
 step, so user code runs here once more; steps are grouped by ``step_family`` and
-sorted by ``str(step)``.
+sorted by ``str(step)``. A :class:`TrunRunResult` decides its status when it
+is made but writes ``summary_text`` on first use (sorting calls ``str()`` of
+every step), from the history as it was when the result was made.
 """
 from __future__ import annotations
 
 import collections
 import enum
+import itertools
+import operator
 from collections.abc import Iterable
 from typing import Any
 
 from trun.parameter import IntParameter
-from trun.step import Config
+from trun.step import Config, Step
 
 __all__ = ["execution_summary", "TrunStatusCode", "TrunRunResult", "summary"]
 
@@ -65,15 +69,47 @@ class TrunRunResult:
     Attributes: ``worker``; ``summary_text`` (the full execution summary);
     ``status`` (a ``TrunStatusCode``); ``one_line_summary`` ("This progress looks
     … because …"); ``scheduling_succeeded`` (False when scheduling or any step failed).
+
+    The status is decided when the result is made; the text is written on
+    first use of ``summary_text``, from what was recorded then (writing it
+    means ``str()`` of every step, to sort them).
     """
 
     def __init__(self, worker: Any, worker_add_run_status: bool = True) -> None:
         self.worker = worker
-        step_sets = _summary_dict(worker)
-        self.summary_text = _summary_wrap(_summary_format(step_sets, worker))
-        self.status = _steps_status(step_sets)
+        self._history = list(worker._add_step_history)
+        self._partition: _Partition | None = None
+        self._step_sets: StepSets | None = None
+        self._external = _get_external_workers(worker)
+        status = _all_succeeded(self._history)
+        if status is None:
+            partition = self._partition = _Partition(self._history)
+            if partition.lists["still_pending_not_ext"] or self._external:
+                # Explaining pending steps runs their _requires() now, as it always did.
+                self._step_sets = partition.sets(self._external)
+                status = _steps_status(self._step_sets)
+            else:
+                status = partition.status()
+        self.status = status
+        self._summary_length = execution_summary().summary_length
+        self._summary_text: str | None = None
         self.one_line_summary = _create_one_line_summary(self.status)
         self.scheduling_succeeded = worker_add_run_status
+
+    @property
+    def summary_text(self) -> str:
+        """The execution summary, as logged at the end of the run."""
+        if self._summary_text is None:
+            step_sets = self._step_sets
+            if step_sets is None:
+                partition = self._partition or _Partition(self._history)
+                step_sets = self._step_sets = partition.sets(self._external)
+            self._summary_text = _summary_wrap(_summary_format(step_sets, self._external, self._summary_length))
+        return self._summary_text
+
+    @summary_text.setter
+    def summary_text(self, text: str) -> None:
+        self._summary_text = text
 
     def __str__(self) -> str:
         return f"TrunRunResult with status {self.status}"
@@ -85,7 +121,9 @@ class TrunRunResult:
 
 def summary(worker: Any) -> str:
     """Return the human-readable execution summary of what ``worker`` did."""
-    return _summary_wrap(_summary_format(_summary_dict(worker), worker))
+    external = _get_external_workers(worker)
+    return _summary_wrap(_summary_format(_Partition(list(worker._add_step_history)).sets(external), external,
+                                         execution_summary().summary_length))
 
 
 # -- partitioning ----------------------------------------------------------------
@@ -124,26 +162,124 @@ _COMMENTS = {
 }
 
 
-def _partition_steps(worker: Any) -> StepSets:
-    """Sort the worker's steps into the summary categories by the statuses it reported."""
-    history = list(worker._add_step_history)
-    pending = {step for step, status, _runnable in history if status == "PENDING"}
-    sets: StepSets = {}
-    sets["completed"] = {step for step, status, _ in history if status == "DONE" and step in pending}
-    sets["already_done"] = {step for step, status, _ in history
-                            if status == "DONE" and step not in pending and step not in sets["completed"]}
-    sets["ever_failed"] = {step for step, status, _ in history if status == "FAILED"}
-    sets["failed"] = sets["ever_failed"] - sets["completed"]
-    sets["scheduling_error"] = {step for step, status, _ in history if status == "UNKNOWN"}
-    left_pending = [(step, runnable) for step, status, runnable in history
-                    if status == "PENDING" and step not in sets["ever_failed"]
-                    and step not in sets["completed"]]
-    sets["still_pending_ext"] = {step for step, runnable in left_pending if not runnable}
-    sets["still_pending_not_ext"] = {step for step, runnable in left_pending if runnable}
-    for key in ("run_by_other_worker", "upstream_failure", "upstream_missing_dependency",
-                "upstream_run_by_other_worker", "upstream_scheduling_error", "not_run"):
-        sets[key] = set()
-    return sets
+class _Partition:
+    """The worker's steps sorted into the summary's categories by the statuses it reported.
+
+    One pass over (a copy of) ``_add_step_history``; each category is a list of distinct
+    steps (equal steps, as ``Step.__eq__`` says, counted once; the step object
+    kept is the one the category's first matching report named, as a set
+    built from the history in order would keep).
+    """
+
+    def __init__(self, history: list[tuple[Any, Any, Any]]) -> None:
+        firsts = self._first_reports(history, by_step_id=True) or self._first_reports(history, by_step_id=False)
+        first_done, first_failed, first_unknown, first_pending_ext, first_pending_run = firsts
+        completed = []
+        already_done = []
+        for key, step in first_done.items():
+            if key in first_pending_run or key in first_pending_ext:
+                completed.append(step)
+            else:
+                already_done.append(step)
+        # A pending step is "completed" once it was also reported DONE.
+        self.lists = {
+            "completed": completed,
+            "already_done": already_done,
+            "ever_failed": list(first_failed.values()),
+            "failed": [step for key, step in first_failed.items()
+                       if key not in first_done or (key not in first_pending_run and key not in first_pending_ext)],
+            "scheduling_error": list(first_unknown.values()),
+            "still_pending_ext": [step for key, step in first_pending_ext.items()
+                                  if key not in first_failed and key not in first_done],
+            "still_pending_not_ext": [step for key, step in first_pending_run.items()
+                                      if key not in first_failed and key not in first_done],
+        }
+
+    @staticmethod
+    def _first_reports(history: list[tuple[Any, Any, Any]], by_step_id: bool) -> list[dict[Any, Any]] | None:
+        """Per kind of report (DONE, FAILED, UNKNOWN, PENDING not runnable, PENDING runnable): key -> first step.
+
+        Keys are the steps themselves, or with ``by_step_id`` their ids, which
+        is the same when each id belongs to one class whose equality is
+        Step's own (None otherwise): a str hashes in C, a step's ``__hash__``
+        is a Python call, and there are two reports per step. Dicts rather
+        than a record per step: allocating 100,000 small objects here would
+        set off a collection of the whole step graph, just unfrozen.
+        """
+        if by_step_id and any(cls.__eq__ is not Step.__eq__ or cls.__hash__ is not Step.__hash__
+                              for cls in set(map(type, map(_step_of, history)))):
+            return None
+        firsts: list[dict[Any, Any]] = [{}, {}, {}, {}, {}]
+        first_done, first_failed, first_unknown, first_pending_ext, first_pending_run = firsts
+        class_of: dict[str, type] = {}
+        key: Any
+        for step, status, runnable in history:
+            if by_step_id:
+                key = step.step_id
+                cls = type(step)
+                if class_of.setdefault(key, cls) is not cls:
+                    return None
+            else:
+                key = step
+            if status == "PENDING":
+                (first_pending_run if runnable else first_pending_ext).setdefault(key, step)
+            elif status == "DONE":
+                first_done.setdefault(key, step)
+            elif status == "FAILED":
+                first_failed.setdefault(key, step)
+            elif status == "UNKNOWN":
+                first_unknown.setdefault(key, step)
+        return firsts
+
+    def status(self) -> TrunStatusCode:
+        """``_steps_status`` of the sets, when no step is left pending for want of explanation."""
+        lists = self.lists
+        return _steps_status({
+            "ever_failed": lists["ever_failed"], "failed": lists["failed"],
+            "scheduling_error": lists["scheduling_error"], "not_run": lists["still_pending_not_ext"],
+            "still_pending_ext": lists["still_pending_ext"]})
+
+    def sets(self, external: dict[str, set[Any]]) -> StepSets:
+        """Every category as a set, including the explained pending steps (their ``_requires()`` runs)."""
+        sets: StepSets = {key: set(steps) for key, steps in self.lists.items()}
+        for key in ("upstream_failure", "upstream_missing_dependency", "upstream_run_by_other_worker",
+                    "upstream_scheduling_error", "not_run"):
+            sets[key] = set()
+        sets["run_by_other_worker"] = set().union(*external.values())
+        _populate_unknown_statuses(sets)
+        return sets
+
+
+_status_of = operator.itemgetter(1)
+_step_of = operator.itemgetter(0)
+_step_id_of = operator.attrgetter("step_id")
+_is_pending = "PENDING".__eq__
+_is_done = "DONE".__eq__
+
+
+def _all_succeeded(history: list[tuple[Any, Any, Any]]) -> TrunStatusCode | None:
+    """SUCCESS when every report was PENDING or DONE and every pending step was then DONE, else None.
+
+    The usual run, decided with a few passes in C over the history instead
+    of sorting every step into its category (see :class:`_Partition`, which
+    decides everything else). Steps are matched by id, which is what
+    ``Step.__eq__`` compares, so only when no two classes of the run share a
+    family (and so ids) and none has an equality of its own.
+    """
+    statuses = list(map(_status_of, history))
+    if not set(statuses) <= {"PENDING", "DONE"}:
+        return None
+    steps = list(map(_step_of, history))
+    classes = set(map(type, steps))
+    if any(cls.__eq__ is not Step.__eq__ or cls.__hash__ is not Step.__hash__ for cls in classes):
+        return None
+    if len({cls.get_step_family() for cls in classes}) != len(classes):
+        return None
+    step_ids = list(map(_step_id_of, steps))
+    pending = set(itertools.compress(step_ids, map(_is_pending, statuses)))
+    if not pending <= set(itertools.compress(step_ids, map(_is_done, statuses))):
+        return None
+    return TrunStatusCode.SUCCESS
 
 
 def _root_step(worker: Any) -> Any:
@@ -197,10 +333,7 @@ def _get_external_workers(worker: Any) -> dict[str, set[Any]]:
 
 
 def _summary_dict(worker: Any) -> StepSets:
-    sets = _partition_steps(worker)
-    sets["run_by_other_worker"] = set().union(*_get_external_workers(worker).values())
-    _populate_unknown_statuses(sets)
-    return sets
+    return _Partition(list(worker._add_step_history)).sets(_get_external_workers(worker))
 
 
 def _steps_status(sets: StepSets) -> TrunStatusCode:
@@ -240,7 +373,7 @@ def _count(status: str, grouped: dict[str, dict[str, list[Any]]]) -> int:
     return sum(len(steps) for steps in grouped[status].values())
 
 
-def _summary_format(sets: StepSets, worker: Any) -> str:
+def _summary_format(sets: StepSets, external: dict[str, set[Any]], limit: int) -> str:
     grouped = {status: _group_by_family(steps) for status, steps in sets.items()}
     num_all = sum(len(sets[key]) for key in ("already_done", "completed", "failed", "scheduling_error",
                                              "still_pending_ext", "still_pending_not_ext"))
@@ -257,9 +390,8 @@ def _summary_format(sets: StepSets, worker: Any) -> str:
         indent = "    " if status in _PENDING_SUB_STATUSES else ""
         out.append(f"{indent}* {count} {_COMMENTS[status]}:\n")
         if status != "still_pending":
-            out.append(_family_lines(grouped[status], status in _PENDING_SUB_STATUSES) + "\n")
+            out.append(_family_lines(grouped[status], status in _PENDING_SUB_STATUSES, limit) + "\n")
 
-    external = _get_external_workers(worker)
     if external:
         out.append("\nThe other workers were:\n")
         for index, (worker_id, steps) in enumerate(external.items()):
@@ -284,9 +416,8 @@ def _summary_wrap(text: str) -> str:
     return f"\n{rule}\n\n{text}\n\n{rule}\n"
 
 
-def _family_lines(by_family: dict[str, list[Any]], extra_indent: bool) -> str:
-    """One line per step family: count and a compressed view of the parameters."""
-    limit = execution_summary().summary_length
+def _family_lines(by_family: dict[str, list[Any]], extra_indent: bool, limit: int) -> str:
+    """One line per step family (at most ``limit``, 0: all): count and a compressed view of the parameters."""
     prefix = " " * (8 if extra_indent else 4)
     lines: list[str] = []
     for family in sorted(by_family):

@@ -154,7 +154,8 @@ def _schedule_and_run(steps: Iterable[Any], worker_scheduler_factory: Any = None
         if reporter is not None:
             reporter.close()  # the summary replaces the live status line
     result = TrunRunResult(worker, success)
-    logger.info(result.summary_text)
+    if logger.isEnabledFor(logging.INFO):  # the text means str() of every step: only when it is shown
+        logger.info(result.summary_text)
     if hasattr(sch, "close"):
         sch.close()
     return result

@@ -81,53 +81,88 @@ def _category(status: str, runnable: bool) -> str:
     return "pending" if runnable else "missing"
 
 
-def _step_key(step: Any) -> str:
-    return getattr(step, "step_id", None) or str(step)
+# status -> _category(status, runnable), one dict per value of runnable: looked
+# up for every event. Keys are the statuses as given (a StepStatus hashes and
+# compares as its string) when they are str, else their str().
+_category_memo: dict[bool, dict[Any, str]] = {True: {}, False: {}}
+
+
+def _category_of(status: Any, runnable: bool) -> str:
+    memo = _category_memo[runnable]
+    category = memo.get(status)
+    if category is None:
+        if not isinstance(status, str):
+            return _category(str(status), runnable)
+        category = memo[status] = _category(status, runnable)
+    return category
 
 
 class ProgressReporter:
     """Base reporter: keeps the latest status of each step; subclasses decide how to show it."""
 
+    #: False when ``_changed`` ignores events other than ``on_finished`` (then not called for them).
+    _changed_on_every_event = True
+
     def __init__(self) -> None:
-        self._status: dict[str, str] = {}
-        self._runnable: dict[str, bool] = {}
+        # key -> category (see _category) of the step's latest status.
+        self._categories: dict[str, str] = {}
+        # Keys whose latest report was not runnable (few): on_finished needs it.
+        self._not_runnable: set[str] = set()
         self._running: dict[str, Any] = {}  # insertion order = start order
         # Counters kept as events arrive: recounting every step on each event would
         # make a run quadratic in its number of steps.
         self._tally: dict[str, int] = dict.fromkeys(_CATEGORIES, 0)
         self._lock = threading.RLock()
 
-    def _set(self, key: str, status: str, runnable: bool) -> None:
-        old = self._status.get(key)
+    def _set(self, key: str, status: Any, runnable: bool) -> None:
+        categories = self._categories
+        tally = self._tally
+        old = categories.get(key)
         if old is not None:
-            self._tally[_category(old, self._runnable.get(key, True))] -= 1
-        self._status[key] = status
-        self._runnable[key] = runnable
-        self._tally[_category(status, runnable)] += 1
+            tally[old] -= 1
+        category = _category_memo[runnable].get(status) or _category_of(status, runnable)
+        categories[key] = category
+        tally[category] += 1
+        if not runnable:
+            self._not_runnable.add(key)
+        elif self._not_runnable:
+            self._not_runnable.discard(key)
 
     # -- events from the worker ---------------------------------------------------
 
     def on_scheduled(self, step: Any, status: Any, runnable: bool) -> None:
         """The worker reported ``step`` to the scheduler with ``status``."""
         with self._lock:
-            key = _step_key(step)
-            self._set(key, str(status), bool(runnable))
-            self._running.pop(key, None)
-        self._changed(step, None)
+            key = getattr(step, "step_id", None) or str(step)
+            self._set(key, status, bool(runnable))
+            if self._running:
+                self._running.pop(key, None)
+        if self._changed_on_every_event:
+            self._changed(step, None)
 
     def on_started(self, step: Any) -> None:
         """``step`` is about to run."""
         with self._lock:
-            key = _step_key(step)
-            self._set(key, "RUNNING", True)
+            key = getattr(step, "step_id", None) or str(step)
+            # self._set(key, "RUNNING", True), written out: once for every step run.
+            categories = self._categories
+            tally = self._tally
+            old = categories.get(key)
+            if old is not None:
+                tally[old] -= 1
+            categories[key] = "running"
+            tally["running"] += 1
+            if self._not_runnable:
+                self._not_runnable.discard(key)
             self._running[key] = step
-        self._changed(step, None)
+        if self._changed_on_every_event:
+            self._changed(step, None)
 
     def on_finished(self, step: Any, status: Any) -> None:
         """``step`` stopped running with ``status``."""
         with self._lock:
-            key = _step_key(step)
-            self._set(key, str(status), self._runnable.get(key, True))
+            key = getattr(step, "step_id", None) or str(step)
+            self._set(key, status, key not in self._not_runnable)
             self._running.pop(key, None)
         self._changed(step, str(status))
 
@@ -140,7 +175,7 @@ class ProgressReporter:
         """A snapshot of the counters."""
         with self._lock:
             t = self._tally
-            return ProgressCounts(len(self._status), t["done"], t["running"], t["pending"], t["failed"],
+            return ProgressCounts(len(self._categories), t["done"], t["running"], t["pending"], t["failed"],
                                   t["missing"], t["disabled"])
 
     def running_steps(self) -> list[Any]:
@@ -154,6 +189,8 @@ class ProgressReporter:
 
 class LogProgress(ProgressReporter):
     """Plain log lines for non-interactive output: one INFO line per finished step."""
+
+    _changed_on_every_event = False
 
     def __init__(self, log: logging.Logger | None = None) -> None:
         super().__init__()

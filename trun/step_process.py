@@ -26,12 +26,16 @@ Hazards:
   Luigi: code before a ``yield`` must be safe to repeat.
 * With the ``spawn`` start method the step, its class and a
   ``step_process_context`` class must be importable and picklable.
+* Events are not dispatched at all while no handler exists anywhere (and
+  the class keeps Step's ``trigger_event``): a handler registered by a
+  running step is heard from its next event on.
 """
 from __future__ import annotations
 
 import contextlib
 import ctypes
 import importlib
+import inspect
 import logging
 import os
 import queue
@@ -46,7 +50,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from trun.event import Event
-from trun.step import DynamicRequirements, Step, flatten
+from trun.step import DynamicRequirements, Step, _class_facts, _no_event_handlers, flatten
 from trun.step_status import DONE, FAILED, PENDING, RUNNING, StepStatus
 
 __all__ = [
@@ -288,7 +292,28 @@ _FORWARDED_ATTRIBUTES = (
     ("decrease_running_resources", "decrease_running_resources"),
     ("scheduler_messages", "scheduler_messages"),
 )
+# StepResult(...) without the namedtuple's Python-level __new__ (once per step).
+_new_tuple = tuple.__new__
+
+_FORWARDED_NAMES = tuple(step_attr for _, step_attr in _FORWARDED_ATTRIBUTES)
 _ABSENT = object()
+
+
+def _plain_attribute_setting(cls: type) -> bool:
+    """True when ``setattr(step, name, value)`` only writes the instance dict, for the forwarded names.
+
+    That is: the class keeps object's ``__setattr__`` and no class in its MRO
+    makes one of those names a descriptor with ``__set__`` (a property, say).
+    """
+    facts = cls._trun_facts
+    if facts is None or facts.owner is not cls:
+        facts = _class_facts(cls)
+    plain = facts.get("step_process.plain_setattr")
+    if plain is None:
+        plain = cls.__setattr__ is object.__setattr__ and not any(
+            hasattr(type(inspect.getattr_static(cls, name, None)), "__set__") for name in _FORWARDED_NAMES)
+        facts["step_process.plain_setattr"] = plain
+    return plain
 
 
 class StepProcess:
@@ -301,6 +326,17 @@ class StepProcess:
     used as a context manager around the run (``[worker]
     step_process_context``); it is instantiated with this object.
     """
+
+    # Class-level defaults: a step run in this process never changes them, and
+    # one StepProcess is made per step run (start() sets them for a child).
+    #: ``time.monotonic()`` after which the worker terminates the child.
+    timeout_time: float | None = None
+    #: The child process once started (a ``multiprocessing`` process).
+    process: Any = None
+    #: The worker's end of the child's pipe.
+    result_conn: Any = None
+    #: Set once the worker has a result for this run (from the child or its own verdict).
+    result_received = False
 
     def __init__(self, step: Step, worker_id: str, status_reporter: StepStatusReporter, *,
                  use_multiprocessing: bool = False, worker_timeout: float = 0,
@@ -319,14 +355,6 @@ class StepProcess:
         self.check_complete_on_run = check_complete_on_run
         self.completion_cache = completion_cache
         self.context = context
-        #: ``time.monotonic()`` after which the worker terminates the child.
-        self.timeout_time: float | None = None
-        #: The child process once started (a ``multiprocessing`` process).
-        self.process: Any = None
-        #: The worker's end of the child's pipe.
-        self.result_conn: Any = None
-        #: Set once the worker has a result for this run (from the child or its own verdict).
-        self.result_received = False
 
     # -- running here ----------------------------------------------------------
 
@@ -370,7 +398,8 @@ class StepProcess:
                 if missing:
                     noun = "dependency" if len(missing) == 1 else "dependencies"
                     raise RuntimeError(f"Unfulfilled {noun} at run time: {', '.join(missing)}")
-            step.trigger_event(Event.START, step)
+            if not _no_event_handlers(step, Event.START):
+                step.trigger_event(Event.START, step)
             started = time.time()
             if external:
                 if self.check_complete(step):
@@ -396,11 +425,13 @@ class StepProcess:
                 if log_info:
                     logger.info("[pid %s] Worker %s new requirements      %s", os.getpid(), self.worker_id, step)
             elif status == DONE:
-                step.trigger_event(Event.PROCESSING_TIME, step, time.time() - started)
+                if not _no_event_handlers(step, Event.PROCESSING_TIME):
+                    step.trigger_event(Event.PROCESSING_TIME, step, time.time() - started)
                 expl = step.on_success()
                 if log_info:
                     logger.info("[pid %s] Worker %s done      %s", os.getpid(), self.worker_id, step)
-                step.trigger_event(Event.SUCCESS, step)
+                if not _no_event_handlers(step, Event.SUCCESS):
+                    step.trigger_event(Event.SUCCESS, step)
                 if self.completion_cache is not None:
                     self.completion_cache[step.step_id] = True
         except KeyboardInterrupt:
@@ -408,7 +439,7 @@ class StepProcess:
         except BaseException as ex:  # noqa: BLE001 - SystemExit in run() fails the step, as in Luigi
             status = FAILED
             expl = self._handle_run_exception(ex)
-        return StepResult(step.step_id, status, expl, missing, new_deps)
+        return _new_tuple(StepResult, (step.step_id, status, expl, missing, new_deps))
 
     def _handle_run_exception(self, ex: BaseException) -> Any:
         step = self.step
@@ -422,8 +453,12 @@ class StepProcess:
 
     def _missing_dependencies(self) -> list[str]:
         missing = []
+        # Without a completion cache, check_complete() is complete(): called directly, as
+        # this runs for every dependency of every step (100,000 for a big fan-in's root).
+        direct = self.completion_cache is None and "check_complete" not in self.__dict__ and (
+            type(self).check_complete is StepProcess.check_complete)
         for dep in self.step.deps():
-            if self.check_complete(dep):
+            if dep.complete() if direct else self.check_complete(dep):
                 continue
             try:
                 absent = [str(out) for out in flatten(dep.output()) if not out.exists()]
@@ -432,18 +467,29 @@ class StepProcess:
             missing.append(f"{dep.step_id} ({', '.join(absent)})" if absent else dep.step_id)
         return missing
 
-    def _forward_attributes(self) -> list[tuple[str, Any]]:
-        """Hand the reporter's callbacks to the step; returns what to restore afterwards."""
+    def _forward_attributes(self) -> list[tuple[str, Any]] | None:
+        """Hand the reporter's callbacks to the step; returns what to restore afterwards (None: remove them)."""
         step = self.step
         reporter = self.status_reporter
+        state = step.__dict__
+        if state.keys().isdisjoint(_FORWARDED_NAMES) and _plain_attribute_setting(type(step)):
+            # The usual case: nothing to save, and setattr would only write the instance dict.
+            for reporter_attr, step_attr in _FORWARDED_ATTRIBUTES:
+                state[step_attr] = getattr(reporter, reporter_attr)
+            return None
         saved = []
         for reporter_attr, step_attr in _FORWARDED_ATTRIBUTES:
-            saved.append((step_attr, step.__dict__.get(step_attr, _ABSENT)))
+            saved.append((step_attr, state.get(step_attr, _ABSENT)))
             setattr(step, step_attr, getattr(reporter, reporter_attr))
         return saved
 
-    def _restore_attributes(self, saved: list[tuple[str, Any]]) -> None:
+    def _restore_attributes(self, saved: list[tuple[str, Any]] | None) -> None:
         step = self.step
+        if saved is None:
+            state = step.__dict__
+            for step_attr in _FORWARDED_NAMES:
+                state.pop(step_attr, None)
+            return
         for step_attr, previous in saved:
             if previous is _ABSENT:
                 step.__dict__.pop(step_attr, None)

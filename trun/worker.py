@@ -41,6 +41,13 @@ Other hazards: ``SIGUSR1`` makes the worker stop asking for work and finish
 what runs (unless ``no_install_shutdown_handler``); the handler can only be
 installed from the main thread. Event handlers for ``START``/``SUCCESS``/
 ``FAILURE``/``PROCESSING_TIME`` run in the process that runs the step.
+
+Per-step cost: what a report says about a step's class (family, module,
+retry policy, owners, parameter visibilities...) is worked out once per
+class when the class keeps :class:`Step`'s own definitions (``_ReportFacts``),
+and some values (the retry policy and visibility dicts) are then the same
+object in every report of that class: a scheduler must copy, not change,
+what it keeps from a report (trun's does).
 """
 from __future__ import annotations
 
@@ -68,7 +75,7 @@ from typing import Any, NamedTuple, TypeVar
 
 from trun import parameter
 from trun.event import Event
-from trun.step import Config, Step, validate_requirement
+from trun.step import Config, Register, Step, _class_facts, _no_event_handlers, validate_requirement
 from trun.step_process import (
     REPORTER_METHODS,
     SchedulerMessage,
@@ -178,16 +185,67 @@ class GetWorkResponse(NamedTuple):
     """The parts of a ``get_work`` answer the worker acts on."""
 
     step_id: str | None
-    running_steps: list[dict[str, Any]]
+    running_steps: list[dict[str, Any]] | tuple[()]
     n_pending_steps: int
     n_unique_pending: int
     n_pending_last_scheduled: int
     worker_state: str
 
 
+_new_tuple = tuple.__new__
+
+
 def _retry_policy_dict(step: Step) -> dict[str, Any]:
     return {"retry_count": step.retry_count, "disable_hard_timeout": step.disable_hard_timeout,
             "disable_window": step.disable_window}
+
+
+_STEP_DEFINITIONS = Step.__dict__
+
+
+def _uses_steps_own(cls: type, *names: str) -> bool:
+    """True when ``cls`` inherits :class:`Step`'s own definition of each of ``names``."""
+    return all(inspect.getattr_static(cls, name, None) is _STEP_DEFINITIONS[name] for name in names)
+
+
+class _ReportFacts:
+    """The parts of a step's reports that only depend on its class, when the class keeps Step's defaults.
+
+    Learned once per class (see ``_report_facts``); ``None`` means "the class
+    overrides it: ask each step". Plain attributes (``priority``,
+    ``resources``, ``disabled``) are always read from the step, since an
+    instance may shadow them.
+    """
+
+    __slots__ = ("family", "module", "retry_policy", "no_owners", "batchable", "accepts_messages",
+                 "own_resources", "param_visibilities")
+
+    def __init__(self, cls: type[Step]) -> None:
+        self.family = (cls.get_step_family()
+                       if _uses_steps_own(cls, "step_family", "get_step_family", "get_step_namespace") else None)
+        self.module = cls.__module__ if _uses_steps_own(cls, "step_module") else None
+        # Shared by every report of the class: schedulers copy what they keep.
+        self.retry_policy = (
+            {"retry_count": None, "disable_hard_timeout": None, "disable_window": None}
+            if _uses_steps_own(cls, "retry_count", "disable_hard_timeout", "disable_window",
+                               "disable_window_seconds") else None)
+        self.no_owners = _uses_steps_own(cls, "owner_email", "_owner_list")
+        self.batchable = (bool(cls.batch_param_names())
+                          if _uses_steps_own(cls, "batchable", "batch_param_names") else None)
+        self.accepts_messages = False if _uses_steps_own(cls, "accepts_messages") else None
+        self.own_resources = _uses_steps_own(cls, "process_resources")
+        self.param_visibilities: dict[str, Any] | None = None  # from the first step with parameters
+
+
+def _report_facts(step: Step) -> _ReportFacts:
+    cls = type(step)
+    facts = cls._trun_facts  # _class_facts(cls), inlined: this runs for every report
+    if facts is None or facts.owner is not cls:
+        facts = _class_facts(cls)
+    report_facts = facts.get("worker.report")
+    if report_facts is None:
+        report_facts = facts["worker.report"] = _ReportFacts(cls)
+    return report_facts
 
 
 def _notifications() -> Any:
@@ -287,7 +345,6 @@ class Worker:
         self._next_ping = 0.0
         self._add_buffer: list[dict[str, Any]] | None = None
         self._add_buffer_since = 0.0
-        self._param_visibilities: dict[type, dict[str, Any]] = {}
         self._spawn_reason_logged = False
         self._gc_pacer = GcPacer()
         self._get_work_takes_reports: bool | None = None
@@ -338,31 +395,38 @@ class Worker:
 
     def _add_step(self, **kwargs: Any) -> None:
         """Report a step to the scheduler (buffered while ``add()`` runs) and record it."""
-        step_id = kwargs["step_id"]
-        status = kwargs["status"]
-        step = self._scheduled_steps.get(step_id)
+        step = self._scheduled_steps.get(kwargs["step_id"])
         if step is not None:
-            self._add_step_history.append((step, status, kwargs["runnable"]))
             kwargs["owners"] = step._owner_list()
             if kwargs.get("params"):
-                kwargs["param_visibilities"] = self._param_visibilities_of(step)
-        batch = self._batch_running_steps.pop(step_id, None)
-        if batch:
-            for batch_step in batch:
-                self._add_step_history.append((batch_step, status, True))
-        if self._add_buffer is not None:
-            self._add_buffer.append(kwargs)
-            if (len(self._add_buffer) >= _ADD_BATCH_SIZE
-                    or time.monotonic() - self._add_buffer_since >= _ADD_BATCH_SECONDS):
+                kwargs["param_visibilities"] = self._param_visibilities_of(step, _report_facts(step))
+        self._send_report(step, kwargs)
+
+    def _send_report(self, step: Step | None, report: dict[str, Any]) -> None:
+        """Record ``report`` in the history and send it (buffered while ``add()``/``run()`` run)."""
+        step_id = report["step_id"]
+        status = report["status"]
+        if step is not None:
+            self._add_step_history.append((step, status, report["runnable"]))
+        if self._batch_running_steps:
+            batch = self._batch_running_steps.pop(step_id, None)
+            if batch:
+                for batch_step in batch:
+                    self._add_step_history.append((batch_step, status, True))
+        buffer = self._add_buffer
+        if buffer is not None:
+            buffer.append(report)
+            if len(buffer) >= _ADD_BATCH_SIZE or time.monotonic() - self._add_buffer_since >= _ADD_BATCH_SECONDS:
                 self._flush_add_buffer()
         else:
             with self._scheduler_lock:
                 local = self._local_reports()
                 if local is not None:
-                    local(self._id, [kwargs])
+                    local(self._id, [report])
                 else:
-                    self._scheduler.add_step(worker=self._id, **kwargs)
-        logger.info("Informed scheduler that step   %s   has status   %s", step_id, status)
+                    self._scheduler.add_step(worker=self._id, **report)
+        if logger.isEnabledFor(logging.INFO):
+            logger.info("Informed scheduler that step   %s   has status   %s", step_id, status)
 
     def _flush_add_buffer(self) -> None:
         buffered = self._add_buffer
@@ -418,21 +482,28 @@ class Worker:
 
     def _call_get_work(self) -> dict[str, Any]:
         """``get_work``, carrying the buffered reports along when the scheduler allows (one round trip)."""
-        kwargs = {"worker": self._id, "host": self.host, "assistant": self._assistant,
-                  "current_steps": list(self._running_steps)}
         reports = self._add_buffer
-        if reports and self._scheduler_takes_reports():
-            self._add_buffer = []
-            self._add_buffer_since = time.monotonic()
-            kwargs["reports"] = reports
-        else:
-            self._flush_add_buffer()
-        return self._scheduler.get_work(**kwargs)
+        if reports:
+            if self._scheduler_takes_reports():
+                self._add_buffer = []
+                self._add_buffer_since = time.monotonic()
+                return self._scheduler.get_work(worker=self._id, host=self.host, assistant=self._assistant,
+                                                current_steps=list(self._running_steps), reports=reports)
+            local = self._local_reports()
+            if local is not None:
+                # _flush_add_buffer() for the in-process scheduler, whose lock the caller holds.
+                self._add_buffer = []
+                self._add_buffer_since = time.monotonic()
+                local(self._id, reports)
+            else:
+                self._flush_add_buffer()
+        return self._scheduler.get_work(worker=self._id, host=self.host, assistant=self._assistant,
+                                        current_steps=list(self._running_steps))
 
-    def _param_visibilities_of(self, step: Step) -> dict[str, Any]:
+    @staticmethod
+    def _param_visibilities_of(step: Step, facts: _ReportFacts) -> dict[str, Any]:
         # Visibilities depend only on the class: computed once per class.
-        cls = type(step)
-        visibilities = self._param_visibilities.get(cls)
+        visibilities = facts.param_visibilities
         if visibilities is None:
             getter = getattr(step, "_get_param_visibilities", None)
             if getter is not None:
@@ -441,7 +512,7 @@ class Worker:
                 private = parameter.ParameterVisibility.PRIVATE
                 visibilities = {name: p.visibility.serialize() for name, p in step.get_params()
                                 if p.visibility != private}
-            self._param_visibilities[cls] = visibilities
+            facts.param_visibilities = visibilities
         return visibilities
 
     def _add_worker(self) -> None:
@@ -658,15 +729,22 @@ class Worker:
                     seen.add(root.step_id)
                     checker.submit(root)
             outstanding = len(seen)
+            step_initialized = Step.initialized
+            next_result = checker.next_result
+            submit = checker.submit
             while outstanding:
-                current, is_complete = checker.next_result()
+                current, is_complete = next_result()
                 outstanding -= 1
                 pacer.tick()
                 for dep in self._add(current, is_complete):
-                    if dep.step_id not in seen:
-                        self._validate_step(dep)
-                        seen.add(dep.step_id)
-                        checker.submit(dep)
+                    dep_id = dep.step_id
+                    if dep_id not in seen:
+                        # _add checked that deps are Steps; reading step_id proved the rest,
+                        # unless the class has its own idea of "initialized".
+                        if type(dep).initialized is not step_initialized or "initialized" in dep.__dict__:
+                            self._validate_step(dep)
+                        seen.add(dep_id)
+                        submit(dep)
                         outstanding += 1
         except (KeyboardInterrupt, StepException):
             raise
@@ -690,8 +768,10 @@ class Worker:
             finally:
                 pacer.__exit__(None, None, None)
 
-    def _add_step_batcher(self, step: Step) -> None:
-        family = step.step_family
+    def _add_step_batcher(self, step: Step, facts: _ReportFacts) -> None:
+        family = facts.family
+        if family is None:
+            family = step.step_family
         if family in self._batch_families_sent:
             return
         batch_param_names = type(step).batch_param_names()
@@ -710,6 +790,7 @@ class Worker:
 
     def _add(self, step: Step, is_complete: Any) -> list[Step]:
         """Decide the status of one step, report it, and return its dependencies to visit."""
+        facts = _report_facts(step)
         step_limit = self._config.step_limit
         deps: list[Step] | None = None
         dep_ids: list[str] | None = None
@@ -719,7 +800,9 @@ class Worker:
             status, runnable = UNKNOWN, False
         else:
             formatted_traceback = None
-            if isinstance(is_complete, TracebackWrapper):
+            if is_complete is True or is_complete is False:
+                pass  # the usual answers, checked first
+            elif isinstance(is_complete, TracebackWrapper):
                 formatted_traceback = is_complete.trace
             elif not _is_bool_like(is_complete):
                 formatted_traceback = (
@@ -744,8 +827,10 @@ class Worker:
                 try:
                     deps = step.deps()
                     for dep in deps:
-                        validate_requirement(step, dep)
-                    self._add_step_batcher(step)
+                        # A class made by Register is a Step class; anything else gets the full check.
+                        if type(type(dep)) is not Register:
+                            validate_requirement(step, dep)
+                    self._add_step_batcher(step, facts)
                 except Exception as ex:
                     formatted_traceback = traceback.format_exc()
                     self.add_succeeded = False
@@ -762,24 +847,33 @@ class Worker:
 
             if deps is not None:
                 for dep in deps:
+                    if _no_event_handlers(step, Event.DEPENDENCY_DISCOVERED):
+                        break  # a fan-in of 100,000 would otherwise make as many empty calls
                     step.trigger_event(Event.DEPENDENCY_DISCOVERED, step, dep)
                 dep_ids = [dep.step_id for dep in deps]
 
-        self._scheduled_steps[step.step_id] = step
-        self._add_step(
-            step_id=step.step_id,
-            status=status,
-            deps=dep_ids,
-            runnable=runnable,
-            priority=step.priority,
-            resources=step.process_resources(),
-            params=step.to_str_params(),
-            family=step.step_family,
-            module=step.step_module,
-            batchable=step.batchable,
-            retry_policy_dict=_retry_policy_dict(step),
-            accepts_messages=step.accepts_messages,
-        )
+        step_id = step.step_id
+        self._scheduled_steps[step_id] = step
+        params = step.to_str_params()
+        report = {
+            "step_id": step_id,
+            "status": status,
+            "deps": dep_ids,
+            "runnable": runnable,
+            "priority": step.priority,
+            "resources": step.resources if facts.own_resources else step.process_resources(),
+            "params": params,
+            "family": facts.family if facts.family is not None else step.step_family,
+            "module": facts.module if facts.module is not None else step.step_module,
+            "batchable": facts.batchable if facts.batchable is not None else step.batchable,
+            "retry_policy_dict": facts.retry_policy if facts.retry_policy is not None else _retry_policy_dict(step),
+            "accepts_messages": (facts.accepts_messages if facts.accepts_messages is not None
+                                 else step.accepts_messages),
+            "owners": [] if facts.no_owners else step._owner_list(),
+        }
+        if params:
+            report["param_visibilities"] = facts.param_visibilities or self._param_visibilities_of(step, facts)
+        self._send_report(step, report)
         if self.reporters:
             self._notify_reporters("on_scheduled", step, status, runnable)
         return deps or []
@@ -847,15 +941,20 @@ class Worker:
             return GetWorkResponse(None, [], 0, 0, 0, WORKER_STATE_DISABLED)
         with self._scheduler_lock:
             if self.worker_processes > 0:
-                logger.debug("Asking scheduler for work...")
+                if logger.isEnabledFor(logging.DEBUG):
+                    logger.debug("Asking scheduler for work...")
                 r = self._call_get_work()
             else:
                 logger.debug("Checking if steps are still pending")
                 self._flush_add_buffer()
                 r = self._scheduler.count_pending(worker=self._id)
 
-        running_steps = r.get("running_steps") or []
-        step_id = self._get_work_step_id(r)
+        # An empty tuple, not a new list, when nothing runs elsewhere: the record
+        # then holds no container, so the garbage collector never tracks it.
+        running_steps = r.get("running_steps") or ()
+        step_id = r.get("step_id")
+        if step_id is None:
+            step_id = self._get_work_step_id(r)
         self._get_work_response_history.append({"step_id": step_id, "running_steps": running_steps})
 
         if step_id is not None and step_id not in self._scheduled_steps:
@@ -872,17 +971,16 @@ class Worker:
             self._batch_running_steps[step_id] = [
                 s for s in (self._scheduled_steps.get(i) for i in r["batch_step_ids"]) if s is not None]
 
-        return GetWorkResponse(
-            step_id=step_id,
-            running_steps=running_steps,
-            n_pending_steps=r.get("n_pending_steps", 0),
-            n_unique_pending=r.get("n_unique_pending", 0),
-            n_pending_last_scheduled=r.get("n_pending_last_scheduled", 0),
-            worker_state=r.get("worker_state", WORKER_STATE_ACTIVE),
-        )
+        # GetWorkResponse(...) without the namedtuple's Python-level __new__.
+        return _new_tuple(GetWorkResponse, (
+            step_id, running_steps, r.get("n_pending_steps", 0), r.get("n_unique_pending", 0),
+            r.get("n_pending_last_scheduled", 0), r.get("worker_state", WORKER_STATE_ACTIVE)))
 
     def _create_step_process(self, step: Step) -> StepProcess:
-        inbox = SchedulerMessageQueue() if step.accepts_messages else None
+        accepts_messages = _report_facts(step).accepts_messages
+        if accepts_messages is None:
+            accepts_messages = step.accepts_messages
+        inbox = SchedulerMessageQueue() if accepts_messages else None
         reporter = StepStatusReporter(self._scheduler_calls, step.step_id, self._id, inbox)
         return StepProcess(
             step, self._id, reporter,
@@ -906,7 +1004,8 @@ class Worker:
         if self.reporters:
             self._notify_reporters("on_started", step)
         if not step_process.use_multiprocessing:
-            self._ensure_ping_thread()
+            if self._ping_thread is None:
+                self._ensure_ping_thread()
             self._finished_results.append(step_process.run())
             return
         try:
@@ -985,10 +1084,14 @@ class Worker:
         it yielded new dynamic dependencies; or its process died or timed out.
         """
         self._idle_since = None
+        finished = self._finished_results
+        while finished:  # a step that ran in this process: its result is here already
+            if self._handle_result(finished.popleft()):
+                return
         deadline = time.monotonic() + self._config.wait_interval
         while True:
-            while self._finished_results:
-                if self._handle_result(self._finished_results.popleft()):
+            while finished:
+                if self._handle_result(finished.popleft()):
                     return
             self._purge_children()
             if self._finished_results:
@@ -1032,29 +1135,34 @@ class Worker:
                 self._add_graph(new_steps)
                 new_deps = [new_step.step_id for new_step in new_steps]
 
-        external_step_retryable = is_external(step) and self._config.retry_external_steps
-        if status == FAILED and not external_step_retryable:
+        if status == FAILED and not (is_external(step) and self._config.retry_external_steps):
             self._email_step_failure(step, expl)
 
-        self._add_step(
-            step_id=step_id,
-            status=status,
-            expl=_expl_json(expl),
-            resources=step.process_resources(),
-            runnable=None,
-            params=step.to_str_params(),
-            family=step.step_family,
-            module=step.step_module,
-            new_deps=new_deps,
-            assistant=self._assistant,
-            retry_policy_dict=_retry_policy_dict(step),
-        )
+        facts = _report_facts(step)
+        params = step.to_str_params()
+        report = {
+            "step_id": step_id,
+            "status": status,
+            "expl": "null" if expl is None else _expl_json(expl),
+            "resources": step.resources if facts.own_resources else step.process_resources(),
+            "runnable": None,
+            "params": params,
+            "family": facts.family if facts.family is not None else step.step_family,
+            "module": facts.module if facts.module is not None else step.step_module,
+            "new_deps": new_deps,
+            "assistant": self._assistant,
+            "retry_policy_dict": facts.retry_policy if facts.retry_policy is not None else _retry_policy_dict(step),
+            "owners": [] if facts.no_owners else step._owner_list(),
+        }
+        if params:
+            report["param_visibilities"] = facts.param_visibilities or self._param_visibilities_of(step, facts)
+        self._send_report(step, report)
         self._running_steps.pop(step_id)
         step_process.close()
         if status == DONE and self._step_completion_cache is not None:
             self._step_completion_cache[step_id] = True
         if self.reporters:
-            self._notify_reporters("on_finished", step, StepStatus(status))
+            self._notify_reporters("on_finished", step, status if type(status) is StepStatus else StepStatus(status))
 
         if missing:
             # Schedule again, so that the vanished dependencies run first; but
@@ -1141,7 +1249,8 @@ class Worker:
             pacer.__enter__()
             while True:
                 while len(self._running_steps) >= self.worker_processes > 0:
-                    logger.debug("%d running steps, waiting for next step to finish", len(self._running_steps))
+                    if logger.isEnabledFor(logging.DEBUG):
+                        logger.debug("%d running steps, waiting for next step to finish", len(self._running_steps))
                     self._handle_next_step()
 
                 response = self._get_work()
@@ -1160,7 +1269,8 @@ class Worker:
                     self._handle_next_step()
                     continue
 
-                logger.debug("Pending steps: %s", response.n_pending_steps)
+                if logger.isEnabledFor(logging.DEBUG):
+                    logger.debug("Pending steps: %s", response.n_pending_steps)
                 pacer.tick()
                 self._run_step(response.step_id)
 

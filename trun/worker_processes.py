@@ -137,8 +137,20 @@ class SerialChecker:
         self._ready: collections.deque[tuple[Step, Any]] = collections.deque()
 
     def submit(self, step: Step) -> None:
-        logger.debug("Checking if %s is complete", step)
-        self._ready.append((step, check_complete_or_traceback(step, self._cache)))
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("Checking if %s is complete", step)
+        # check_complete_or_traceback, inlined: this runs once for every step of the graph.
+        cache = self._cache
+        try:
+            if cache is not None and cache.get(step.step_id):
+                is_complete: Any = True
+            else:
+                is_complete = step.complete()
+                if cache is not None and is_complete is True:
+                    cache[step.step_id] = True
+        except Exception:
+            is_complete = TracebackWrapper(traceback.format_exc())
+        self._ready.append((step, is_complete))
 
     def next_result(self) -> tuple[Step, Any]:
         """The next ``(step, complete() answer)``; FIFO, so the walk is breadth-first."""
