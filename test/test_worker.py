@@ -1134,3 +1134,26 @@ def test_scheduling_failure_sends_an_error_email(smtp_sink: list[str]) -> None:
     subject, body = _subject_and_body(smtp_sink[0])
     assert subject.startswith("Trun: WkMailsSchedulingFailure() failed scheduling. Host: ")
     assert "cannot look" in body
+
+
+def test_build_with_many_roots_starts_one_ping_thread_for_the_whole_scheduling_walk(monkeypatch) -> None:
+    import trun.worker as worker_module
+
+    starts = []
+
+    class CountingPingThread(worker_module.PingThread):
+        def start(self) -> None:
+            starts.append(self)
+            super().start()
+
+    monkeypatch.setattr(worker_module, "PingThread", CountingPingThread)
+
+    class Root(trun.Step):
+        i = trun.IntParameter()
+
+        def complete(self) -> bool:
+            return True
+
+    assert trun.build([Root(i=i) for i in range(20)], local_scheduler=True, no_lock=True)
+    assert len(starts) == 1
+    assert not any(thread.is_alive() for thread in starts)

@@ -145,9 +145,14 @@ def _schedule_and_run(steps: Iterable[Any], worker_scheduler_factory: Any = None
     success = True
     try:
         with worker:
-            for step in steps:
-                success &= bool(worker.add(step, env_params.parallel_scheduling,
-                                           env_params.parallel_scheduling_processes))
+            add_all = getattr(worker, "add_all", None)
+            if add_all is not None:
+                success &= bool(add_all(steps, env_params.parallel_scheduling,
+                                        env_params.parallel_scheduling_processes))
+            else:  # a worker from a custom factory that only has Luigi's add()
+                for step in steps:
+                    success &= bool(worker.add(step, env_params.parallel_scheduling,
+                                               env_params.parallel_scheduling_processes))
             logger.info("Done scheduling steps")
             success &= bool(worker.run())
     finally:
