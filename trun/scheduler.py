@@ -94,7 +94,13 @@ from trun.scheduler_config import (
     send_disable_email,
 )
 from trun.scheduler_queries import SchedulerQueries
-from trun.scheduler_records import apply_records, dump_state, load_into, removed_step_record, step_record
+from trun.scheduler_records import (
+    apply_records,
+    compact_step_record,
+    dump_state,
+    load_into,
+    removed_step_record,
+)
 from trun.scheduler_select import select
 from trun.scheduler_state import (
     EMPTY_MAP,
@@ -1039,7 +1045,7 @@ class Scheduler(SchedulerQueries):
         st = self._state
         dirty, st.dirty = st.dirty, set()
         steps = st.steps
-        return ((i, step_record(steps[i]) if i in steps else removed_step_record(st, i)) for i in dirty)
+        return ((i, compact_step_record(steps[i]) if i in steps else removed_step_record(st, i)) for i in dirty)
 
     def apply_changes(self, changes: Mapping[str, dict[str, Any] | None]) -> None:
         """Apply :meth:`drain_changes` output (journal replay); all records are checked first."""

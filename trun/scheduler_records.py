@@ -30,7 +30,7 @@ from trun.scheduler_state import (
 )
 from trun.step_status import PENDING, StepStatus
 
-__all__ = ["apply_records", "dump_state", "iter_batchers", "load_into", "removed_step_record", "step_from_record",
+__all__ = ["apply_records", "compact_step_record", "dump_state", "iter_batchers", "load_into", "removed_step_record", "step_from_record",
            "step_record", "worker_from_record", "worker_record"]
 
 
@@ -72,6 +72,66 @@ def step_record(s: StepRecord) -> dict[str, Any]:
         "batch_id": s.batch_id,
         "seq": s.seq,
     }
+
+
+def compact_step_record(s: StepRecord) -> dict[str, Any]:
+    """:func:`step_record` without the fields that hold their default (what the journal writes).
+
+    :func:`step_from_record` reads a missing field as its default, so both
+    forms give the same step; most fields of most steps are at their default,
+    and each journal line costs a quarter of a full record to encode.
+    """
+    rec: dict[str, Any] = {"id": s.id, "status": s.status.value, "time": s.time, "seq": s.seq}
+    if s.updated != s.time:
+        rec["updated"] = s.updated
+    if s.deps:
+        rec["deps"] = sorted(s.deps)
+    if s.stakeholders:
+        rec["stakeholders"] = sorted(s.stakeholders)
+    if s.workers:
+        rec["workers"] = list(s.workers)
+    if s.family:
+        rec["family"] = s.family
+    if s.module is not None:
+        rec["module"] = s.module
+    if s.params:
+        rec["params"] = dict(s.params)
+    if s.param_visibilities:
+        rec["param_visibilities"] = dict(s.param_visibilities)
+    if s.priority:
+        rec["priority"] = s.priority
+    if s.resources:
+        rec["resources"] = dict(s.resources)
+    if s.lease:
+        rec["lease"] = s.lease
+    if s.runnable:
+        rec["runnable"] = True
+    if s.batchable:
+        rec["batchable"] = True
+    if s.accepts_messages:
+        rec["accepts_messages"] = True
+    if s.expl is not None:
+        rec["expl"] = s.expl
+    if s.revoked:
+        rec["revoked"] = list(s.revoked)
+    if s.failures:
+        rec["failures"] = list(s.failures)
+    if s.scheduler_message_responses:
+        rec["scheduler_message_responses"] = dict(s.scheduler_message_responses)
+    if s.resources_running is not None:
+        rec["resources_running"] = dict(s.resources_running)
+    if s.retry_policy is not None:
+        rec["retry_policy"] = dict(s.retry_policy)
+    for name in _OPTIONAL_FIELDS:
+        value = getattr(s, name)
+        if value is not None:
+            rec[name] = value
+    return rec
+
+
+# Fields of step_record whose default is None and that are stored as they are.
+_OPTIONAL_FIELDS = ("retry", "remove", "worker_running", "time_running", "first_failure_time", "tracking_url",
+                    "status_message", "progress_percentage", "scheduler_disable_time", "batch_id")
 
 
 def removed_step_record(state: SchedulerState, step_id: str) -> dict[str, Any] | None:
