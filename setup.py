@@ -31,6 +31,7 @@ extras["test"] = [
     "pygments",
     "moto[ses,sns]>=5",
     "ruff",
+    "matplotlib",  # the benchmark plot script's smoke test (benchmarks/plot.py)
 ] + extras["toml"] + extras["jsonschema"] + extras["history"] + extras["prometheus"] \
     + extras["postgres"] + extras["browser-test"]
 

@@ -1157,3 +1157,23 @@ def test_build_with_many_roots_starts_one_ping_thread_for_the_whole_scheduling_w
     assert trun.build([Root(i=i) for i in range(20)], local_scheduler=True, no_lock=True)
     assert len(starts) == 1
     assert not any(thread.is_alive() for thread in starts)
+
+
+def test_build_with_many_roots_reports_them_to_the_scheduler_in_bulk(monkeypatch) -> None:
+    batches = []
+    original = Scheduler._add_local_reports
+
+    def counting(self, worker, steps):
+        batches.append(len(steps))
+        return original(self, worker, steps)
+
+    monkeypatch.setattr(Scheduler, "_add_local_reports", counting)
+
+    class Root(trun.Step):
+        i = trun.IntParameter()
+
+        def complete(self) -> bool:
+            return True
+
+    assert trun.build([Root(i=i) for i in range(20)], local_scheduler=True, no_lock=True)
+    assert batches == [20]

@@ -712,14 +712,28 @@ class Worker:
         started = not multiprocess and self._ping_thread is None
         if started:
             self._ensure_ping_thread()
+        # One report buffer too: each add() would send its own (one request
+        # per root to a remote scheduler), while _ADD_BATCH_SIZE/_SECONDS
+        # still bound how long a report waits.
+        own_buffer = self._add_buffer is None
+        if own_buffer:
+            self._add_buffer = []
+            self._add_buffer_since = time.monotonic()
         try:
             succeeded = True
             for step in steps:
                 succeeded &= bool(self.add(step, multiprocess, processes))
             return succeeded
         finally:
-            if started:
-                self._stop_ping_thread()
+            try:
+                if own_buffer:
+                    try:
+                        self._flush_add_buffer()
+                    finally:
+                        self._add_buffer = None
+            finally:
+                if started:
+                    self._stop_ping_thread()
 
     def _add_graph(self, roots: list[Step], multiprocess: bool = False, processes: int = 0) -> None:
         """Walk the graphs below ``roots`` breadth-first, reporting every step once."""
