@@ -78,60 +78,18 @@ def compact_step_record(s: StepRecord) -> dict[str, Any]:
     """:func:`step_record` without the fields that hold their default (what the journal writes).
 
     :func:`step_from_record` reads a missing field as its default, so both
-    forms give the same step; most fields of most steps are at their default,
-    and each journal line costs a quarter of a full record to encode.
+    forms give the same step; most fields of most steps are at their default.
     """
-    rec: dict[str, Any] = {"id": s.id, "status": s.status.value, "time": s.time, "seq": s.seq}
-    if s.updated != s.time:
-        rec["updated"] = s.updated
-    if s.deps:
-        rec["deps"] = sorted(s.deps)
-    if s.stakeholders:
-        rec["stakeholders"] = sorted(s.stakeholders)
-    if s.workers:
-        rec["workers"] = list(s.workers)
-    if s.family:
-        rec["family"] = s.family
-    if s.module is not None:
-        rec["module"] = s.module
-    if s.params:
-        rec["params"] = dict(s.params)
-    if s.param_visibilities:
-        rec["param_visibilities"] = dict(s.param_visibilities)
-    if s.priority:
-        rec["priority"] = s.priority
-    if s.resources:
-        rec["resources"] = dict(s.resources)
-    if s.lease:
-        rec["lease"] = s.lease
-    if s.runnable:
-        rec["runnable"] = True
-    if s.batchable:
-        rec["batchable"] = True
-    if s.accepts_messages:
-        rec["accepts_messages"] = True
-    if s.expl is not None:
-        rec["expl"] = s.expl
-    if s.revoked:
-        rec["revoked"] = list(s.revoked)
-    if s.failures:
-        rec["failures"] = list(s.failures)
-    if s.scheduler_message_responses:
-        rec["scheduler_message_responses"] = dict(s.scheduler_message_responses)
-    if s.resources_running is not None:
-        rec["resources_running"] = dict(s.resources_running)
-    if s.retry_policy is not None:
-        rec["retry_policy"] = dict(s.retry_policy)
-    for name in _OPTIONAL_FIELDS:
-        value = getattr(s, name)
-        if value is not None:
-            rec[name] = value
-    return rec
+    rec = step_record(s)
+    if rec["updated"] == rec["time"]:
+        del rec["updated"]  # read back as the time added
+    return {k: v for k, v in rec.items() if k in _KEPT_FIELDS or v != _DEFAULT_RECORD.get(k)}
 
 
-# Fields of step_record whose default is None and that are stored as they are.
-_OPTIONAL_FIELDS = ("retry", "remove", "worker_running", "time_running", "first_failure_time", "tracking_url",
-                    "status_message", "progress_percentage", "scheduler_disable_time", "batch_id")
+# The record of a new step: every field at its default. id, status and time
+# (and updated, unless equal to time) are kept whatever their value.
+_DEFAULT_RECORD = step_record(StepRecord("default", PENDING, 0.0, 0))
+_KEPT_FIELDS = frozenset({"id", "status", "time", "updated"})
 
 
 def removed_step_record(state: SchedulerState, step_id: str) -> dict[str, Any] | None:

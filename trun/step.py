@@ -28,9 +28,6 @@ Hazards:
   constructor for calls that give every parameter (by keyword or position).
   They are rebuilt when an attribute of the class or a base class is set;
   a parameter object changed in place after use is not noticed.
-* The configuration is looked up without ``get_config()`` while nothing
-  that could change its answer changed (see ``_current_config``), which
-  relies on how :mod:`trun.configuration.core` decides.
 """
 from __future__ import annotations
 
@@ -42,7 +39,6 @@ import itertools
 import json
 import logging
 import operator
-import os
 import re
 import traceback
 import warnings
@@ -292,56 +288,17 @@ def _default_is_context_free(param_obj: Parameter) -> bool:
     return all(getattr(param_type, method, None) is getattr(Parameter, method, None) for method in _LOOKUP_METHODS)
 
 
-def _import_get_config() -> Callable[..., Any]:
-    # Imported on first use: declaring steps does not need the configuration.
-    global _get_config, _config_core, _parser_env_key
-    from trun.configuration import core
-
-    _config_core = core
-    encodekey = getattr(_environ, "encodekey", None)
-    _parser_env_key = encodekey(core.CONFIG_PARSER_ENV) if encodekey is not None else None
-    _get_config = core.get_config
-    return core.get_config
-
-
-_get_config: Callable[..., Any] | None = None
-_config_core: Any = None
-_parser_env_key: Any = None
-_environ = os.environ
-_environ_data: Any = getattr(os.environ, "_data", None)
-# (parser class, its instance) as get_config(DEFAULT_PARSER) last returned them.
-_config_memo: tuple[Any, Any] = (None, None)
-
-
 def _current_config() -> Any:
-    """``get_config()``, cheaply when ``TRUN_CONFIG_PARSER`` is unset and nothing was reset since last time.
+    # Imported on first use: declaring steps does not need the configuration.
+    global _get_config
+    if _get_config is None:
+        from trun.configuration import get_config
 
-    Every step creation asks for the configuration (for its ``[family]``
-    section). ``get_config()`` reads ``os.environ``, whose look-up of an unset
-    variable raises and catches a ``KeyError`` inside ``os``, then makes three
-    more calls; together they cost more than creating the rest of the step.
-    Here the mapping behind ``os.environ`` answers "is it set?", and the
-    parser instance from last time is reused while it is still the one
-    ``get_config()`` would return: the default parser's published instance,
-    with ``TRUN_CONFIG_PATH`` applied. Anything else asks ``get_config()``.
+        _get_config = get_config
+    return _get_config()
 
-    Hazard: this knows how :mod:`trun.configuration.core` picks its answer;
-    test_step_fast_paths.py checks that both agree after the ways the answer
-    can change (reset, a new file, the variable set).
-    """
-    global _config_memo
-    get_config = _get_config or _import_get_config()
-    if (_parser_env_key is not None and os.environ is _environ and _environ_data is not None
-            and _parser_env_key not in _environ_data):
-        parser_class, instance = _config_memo
-        core = _config_core
-        if (instance is not None and parser_class._instance is instance and core._env_path_applied
-                and core.PARSERS.get(core.DEFAULT_PARSER) is parser_class and parser_class.enabled):
-            return instance
-        instance = get_config(core.DEFAULT_PARSER)
-        _config_memo = (core.PARSERS[core.DEFAULT_PARSER], instance)
-        return instance
-    return get_config()
+
+_get_config: Callable[[], Any] | None = None
 
 
 def _value_from_context(family: str, name: str, param_obj: Parameter,

@@ -712,28 +712,37 @@ class Worker:
         started = not multiprocess and self._ping_thread is None
         if started:
             self._ensure_ping_thread()
-        # One report buffer too: each add() would send its own (one request
-        # per root to a remote scheduler), while _ADD_BATCH_SIZE/_SECONDS
-        # still bound how long a report waits.
-        own_buffer = self._add_buffer is None
-        if own_buffer:
-            self._add_buffer = []
-            self._add_buffer_since = time.monotonic()
         try:
-            succeeded = True
-            for step in steps:
-                succeeded &= bool(self.add(step, multiprocess, processes))
-            return succeeded
+            # One report buffer too: each add() would send its own (one request
+            # per root to a remote scheduler).
+            with self._buffered_reports():
+                succeeded = True
+                for step in steps:
+                    succeeded &= bool(self.add(step, multiprocess, processes))
+                return succeeded
+        finally:
+            if started:
+                self._stop_ping_thread()
+
+    @contextlib.contextmanager
+    def _buffered_reports(self) -> Iterator[None]:
+        """Buffer reports to the scheduler meanwhile, and send what is left at the end.
+
+        Nested uses share the outermost buffer; ``_ADD_BATCH_SIZE`` and
+        ``_ADD_BATCH_SECONDS`` still bound how long a report waits.
+        """
+        if self._add_buffer is not None:
+            yield
+            return
+        self._add_buffer = []
+        self._add_buffer_since = time.monotonic()
+        try:
+            yield
         finally:
             try:
-                if own_buffer:
-                    try:
-                        self._flush_add_buffer()
-                    finally:
-                        self._add_buffer = None
+                self._flush_add_buffer()
             finally:
-                if started:
-                    self._stop_ping_thread()
+                self._add_buffer = None
 
     def _add_graph(self, roots: list[Step], multiprocess: bool = False, processes: int = 0) -> None:
         """Walk the graphs below ``roots`` breadth-first, reporting every step once."""
@@ -748,13 +757,11 @@ class Worker:
             # hearing from us meanwhile. Nothing forks during a serial walk.
             ping_thread_started = self._ping_thread is None
             self._ensure_ping_thread()
-        outer_buffer = self._add_buffer
-        if outer_buffer is None:
-            self._add_buffer = []
-            self._add_buffer_since = time.monotonic()
         current = roots[0]
         pacer = self._gc_pacer
+        reports = self._buffered_reports()
         try:
+            reports.__enter__()
             pacer.__enter__()
             seen = set()
             for root in roots:
@@ -793,11 +800,7 @@ class Worker:
             if ping_thread_started:
                 self._stop_ping_thread()
             try:
-                if outer_buffer is None:
-                    try:
-                        self._flush_add_buffer()
-                    finally:
-                        self._add_buffer = None
+                reports.__exit__(None, None, None)
             finally:
                 pacer.__exit__(None, None, None)
 
@@ -1274,11 +1277,9 @@ class Worker:
         self._next_ping = time.monotonic() + self._config.ping_interval
         pacer = self._gc_pacer
         # Results are reported along with the next get_work (see _call_get_work).
-        outer_buffer = self._add_buffer
-        if outer_buffer is None:
-            self._add_buffer = []
-            self._add_buffer_since = time.monotonic()
+        reports = self._buffered_reports()
         try:
+            reports.__enter__()
             pacer.__enter__()
             while True:
                 while len(self._running_steps) >= self.worker_processes > 0:
@@ -1312,11 +1313,7 @@ class Worker:
                 self._handle_next_step()
         finally:
             try:
-                if outer_buffer is None:
-                    try:
-                        self._flush_add_buffer()
-                    finally:
-                        self._add_buffer = None
+                reports.__exit__(None, None, None)
             finally:
                 pacer.__exit__(None, None, None)
                 self._stop_ping_thread()

@@ -106,6 +106,15 @@ def apply_env_config_path() -> None:
         _register_path(path, load=False)
 
 
+# The parser instance the last get_config() without arguments returned while
+# TRUN_CONFIG_PARSER was unset: (parser class, instance).
+_default_memo: tuple[type[BaseParser], BaseParser] | None = None
+_environ = os.environ
+_environ_data = getattr(os.environ, "_data", None)
+_parser_env_key = (os.environ.encodekey(CONFIG_PARSER_ENV)  # type: ignore[attr-defined]
+                   if hasattr(os.environ, "encodekey") else None)
+
+
 def get_config(parser: str | None = None) -> BaseParser:
     """Return the process-wide configuration parser, reading its files on first use.
 
@@ -113,7 +122,22 @@ def get_config(parser: str | None = None) -> BaseParser:
     the one named by ``TRUN_CONFIG_PARSER``, else ``"cfg"``. Raises
     :class:`~trun.configuration.ConfigError` if a configuration file is malformed.
     """
+    global _default_memo
     if parser is None:
+        # Every step creation asks (for its [family] section), so the usual
+        # answer is cheap: while TRUN_CONFIG_PARSER is unset (looked up in the
+        # mapping behind os.environ: os.environ.get raises and catches a
+        # KeyError for an unset variable) and nothing was reset, it is the
+        # instance returned last time.
+        if (_parser_env_key is not None and os.environ is _environ and _environ_data is not None
+                and _parser_env_key not in _environ_data):
+            memo = _default_memo
+            if (memo is not None and _env_path_applied and memo[0]._instance is memo[1]
+                    and PARSERS.get(DEFAULT_PARSER) is memo[0] and memo[0].enabled):
+                return memo[1]
+            instance = get_config(DEFAULT_PARSER)
+            _default_memo = (PARSERS[DEFAULT_PARSER], instance)
+            return instance
         parser = _active_parser_name()
     elif parser not in PARSERS:
         raise ValueError(
