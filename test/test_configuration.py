@@ -362,6 +362,25 @@ def test_toml_parser_is_selected_by_environment(toml_parser, tmp_path):
     assert config.get("core", "workers") == 4
 
 
+def test_parser_named_by_the_environment_after_a_first_lookup_is_used_at_once(monkeypatch, tmp_path):
+    write(tmp_path / "trun.toml", "[core]\nworkers = 4\n")
+    assert isinstance(get_config(), TrunConfigParser)
+    monkeypatch.setenv("TRUN_CONFIG_PARSER", "toml")
+    assert isinstance(get_config(), TrunTomlParser)
+    monkeypatch.delenv("TRUN_CONFIG_PARSER")
+    assert isinstance(get_config(), TrunConfigParser)
+
+
+def test_a_reset_configuration_is_read_again_on_the_next_lookup(tmp_path):
+    write(tmp_path / "trun.cfg", "[core]\nworkers = 4\n")
+    first = get_config()
+    assert first.get("core", "workers") == "4"
+    write(tmp_path / "trun.cfg", "[core]\nworkers = 5\n")
+    reset_config()
+    assert get_config() is not first
+    assert get_config().get("core", "workers") == "5"
+
+
 def test_toml_values_keep_their_types(toml_parser, tmp_path):
     write(tmp_path / "trun.toml", '[worker]\nkeep_alive = true\nping_interval = 0.5\nid = "w"\n')
     config = get_config()
