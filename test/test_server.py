@@ -138,6 +138,46 @@ def test_unknown_path_is_404_with_json_body(trund):
         pytest.fail("expected 404")
 
 
+def test_api_path_with_extra_segments_is_404_with_json_body(trund):
+    status, body, _ = call(trund.url, "ping/extra", data={"worker": "w"})
+    assert status == 404
+    assert "/api/<method>" in body["error"]
+
+
+def test_api_verb_other_than_get_post_options_is_405_with_json_body(trund):
+    status, body, headers = call(trund.url, "ping", raw=b"{}", http_method="PUT", content_type="application/json")
+    assert status == 405
+    assert body == {"error": "Method Not Allowed"}
+    assert "POST" in headers["Allow"]
+
+
+def test_large_api_answer_is_gzipped_for_a_client_that_accepts_it(trund):
+    for i in range(40):
+        call(trund.url, "add_step", data={"worker": "w", "step_id": f"Step_{i:04d}_with_a_long_enough_id"})
+    request = urllib.request.Request(trund.url + "/api/step_list", data=b"data=%7B%7D", method="POST",
+                                     headers={"Accept-Encoding": "gzip"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.headers["Content-Encoding"] == "gzip"
+        import gzip
+        listed = json.loads(gzip.decompress(response.read()))["response"]
+    assert "Step_0039_with_a_long_enough_id" in listed
+
+
+def test_one_kept_alive_connection_serves_many_rpcs(trund):
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", trund.port, timeout=10)
+    try:
+        for i in range(3):
+            connection.request("POST", "/api/ping", body=json.dumps({"worker": f"w{i}"}),
+                               headers={"Content-Type": "application/json"})
+            response = connection.getresponse()
+            assert response.status == 200
+            assert "rpc_messages" in json.loads(response.read())["response"]
+    finally:
+        connection.close()
+
+
 def test_server_keeps_serving_after_every_kind_of_bad_request(trund):
     call(trund.url, "no_such_method", data={})
     call(trund.url, "ping", raw=b"data=%7B", content_type="application/x-www-form-urlencoded")

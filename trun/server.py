@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import difflib
 import gc
+import gzip
 import html
 import inspect
 import json
@@ -39,6 +40,7 @@ import logging
 import os
 import signal
 import socket
+import time
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -48,6 +50,7 @@ import tornado.httpserver
 import tornado.httputil
 import tornado.ioloop
 import tornado.netutil
+import tornado.routing
 import tornado.web
 
 from trun.state_store import BadStateError, LoadedState, StateStore
@@ -319,26 +322,135 @@ class NotFoundHandler(_JsonErrorsMixin):
         self.finish(_dumps({"error": f"no such page {self.request.path!r}; the RPC API lives under /api/<method>"}))
 
 
-@tornado.web.stream_request_body
-class RPCHandler(_JsonErrorsMixin):
-    """``/api/<method>``: decode, validate, call the scheduler, journal the changes, answer."""
+def _text(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RequestError(400, f"arguments are not UTF-8 text ({exc})") from exc
 
-    def initialize(self, server: TrundServer) -> None:
+
+def _parse_json_object(text: str, where: str) -> dict[str, Any]:
+    if not text.strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise RequestError(400, f"{where} is not valid JSON ({exc}); send the arguments as one JSON object, "
+                                'e.g. data={"worker": "w1"}') from exc
+    if not isinstance(value, dict):
+        raise RequestError(400, f"{where} must be a JSON object of arguments, got {_describe_json(value)}")
+    return value
+
+
+def _decode_arguments(body: bytes, query: str, headers: tornado.httputil.HTTPHeaders) -> dict[str, Any]:
+    """The RPC arguments of a request: a ``data`` form field, a JSON body, or ``data`` in the query string."""
+    content_type = headers.get("Content-Type", "")
+    payload: str | None = None
+    if body.strip():
+        if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+            form: dict[str, list[bytes]] = {}
+            try:
+                tornado.httputil.parse_body_arguments(content_type, body, form, {}, headers)
+            except Exception as exc:  # Tornado >= 6.5 raises on malformed forms
+                raise RequestError(400, f"malformed form body ({exc}); send data=<JSON object>") from exc
+            if "data" in form:
+                payload = _text(form["data"][-1])
+        else:
+            # A JSON body is the arguments object itself.
+            return _parse_json_object(_text(body), "request body")
+    if payload is None:
+        values = tornado.httputil.parse_qs_bytes(query, keep_blank_values=True).get("data") if query else None
+        payload = _text(values[-1]) if values else "{}"
+    return _parse_json_object(payload, "'data'")
+
+
+# CORS, following Luigi's [cors] semantics.
+def _allowed_origin(cors: CorsSettings, headers: tornado.httputil.HTTPHeaders) -> str | None:
+    origin = headers.get("Origin")
+    if not origin:
+        return None
+    if origin == "null":
+        return "null" if cors.allow_null_origin else None
+    if cors.allow_any_origin:
+        return "*"
+    return origin if origin in cors.allowed_origins else None
+
+
+def _cors_headers(cors: CorsSettings, request_headers: tornado.httputil.HTTPHeaders,
+                  answer: tornado.httputil.HTTPHeaders) -> None:
+    allowed = _allowed_origin(cors, request_headers)
+    if allowed is None:
+        return
+    answer["Access-Control-Allow-Origin"] = allowed
+    if allowed not in ("*", "null"):
+        answer["Vary"] = "Origin"
+    if cors.allow_credentials:
+        answer["Access-Control-Allow-Credentials"] = "true"
+    if cors.exposed_headers:
+        answer["Access-Control-Expose-Headers"] = cors.exposed_headers
+
+
+def _cors_preflight(cors: CorsSettings, request_headers: tornado.httputil.HTTPHeaders,
+                    answer: tornado.httputil.HTTPHeaders) -> None:
+    if _allowed_origin(cors, request_headers) is None:
+        return
+    _cors_headers(cors, request_headers, answer)
+    answer["Access-Control-Allow-Methods"] = cors.allowed_methods
+    answer["Access-Control-Allow-Headers"] = cors.allowed_headers
+    answer["Access-Control-Max-Age"] = str(cors.max_age)
+
+
+#: Answers at least this long are gzipped for clients that accept it (as Tornado's ``compress_response``).
+_GZIP_MIN_LENGTH = 1024
+
+
+class _ApiRequests(tornado.httputil.HTTPServerConnectionDelegate):
+    """``/api/<method>`` requests, answered by :class:`_ApiRequest` without a ``RequestHandler``."""
+
+    def __init__(self, server: TrundServer) -> None:
         self._server = server
+
+    def start_request(self, server_conn: object,
+                      request_conn: tornado.httputil.HTTPConnection) -> tornado.httputil.HTTPMessageDelegate:
+        return _ApiRequest(self._server, request_conn)
+
+
+class _ApiRequest(tornado.httputil.HTTPMessageDelegate):
+    """One ``/api/<method>`` request: read the body, call the scheduler, journal, answer.
+
+    Every worker makes one of these per step, so it talks to Tornado's
+    connection directly: a ``RequestHandler`` (with its routing, header
+    objects, output transforms and flush machinery) costs more CPU than the
+    scheduler call it wraps. ``GET``/``POST`` call the method; ``OPTIONS``
+    answers a CORS preflight; other verbs get 405. Errors answer JSON, as
+    everywhere on ``/api/``.
+    """
+
+    def __init__(self, server: TrundServer, connection: tornado.httputil.HTTPConnection) -> None:
+        self._server = server
+        self._connection = connection
         self._chunks: list[bytes] = []
         self._received = 0
         self._too_large = False
+        self._start_line: tornado.httputil.RequestStartLine | None = None
+        self._headers = tornado.httputil.HTTPHeaders()
+        self._started = 0.0
 
-    def prepare(self) -> None:
+    def headers_received(self, start_line: tornado.httputil.RequestStartLine | tornado.httputil.ResponseStartLine,
+                         headers: tornado.httputil.HTTPHeaders) -> None:
+        assert isinstance(start_line, tornado.httputil.RequestStartLine)
+        self._started = time.monotonic()
+        self._start_line = start_line
+        self._headers = headers
         limit = self._server.max_body_size
-        declared_header = self.request.headers.get("Content-Length", "")
+        declared_header = headers.get("Content-Length", "")
         declared = int(declared_header) if declared_header.isdigit() else 0
         if declared > limit:
             # Read and discard the body so the client sees our JSON answer
             # instead of a reset connection in the middle of its upload.
             self._too_large = True
         # Tornado's own cap (a bare 400 and a closed connection) only for absurd sizes.
-        self.request.connection.set_max_body_size(max(limit, min(declared, 8 * limit)) + 1)
+        self._connection.set_max_body_size(max(limit, min(declared, 8 * limit)) + 1)
 
     def data_received(self, chunk: bytes) -> None:
         self._received += len(chunk)
@@ -349,108 +461,56 @@ class RPCHandler(_JsonErrorsMixin):
         else:
             self._chunks.clear()
 
-    def options(self, method: str) -> None:
+    def finish(self) -> None:
+        assert self._start_line is not None
+        verb = self._start_line.method
+        path, _, query = self._start_line.path.partition("?")
+        method = path[len("/api/"):]
+        answer = tornado.httputil.HTTPHeaders()
+        cors = self._server.cors
+        if "/" in method:
+            self._answer(404, {"error": f"no such page {path!r}; the RPC API lives under /api/<method>"}, answer)
+        elif verb == "OPTIONS":
+            if cors.enabled:
+                _cors_preflight(cors, self._headers, answer)
+            self._send(204, b"", answer)
+        elif verb not in ("GET", "POST"):
+            answer["Allow"] = "GET, POST, OPTIONS"
+            self._answer(405, {"error": "Method Not Allowed"}, answer)
+        else:
+            try:
+                if self._too_large:
+                    raise RequestError(413, f"request body is larger than {self._server.max_body_size} bytes "
+                                            "([scheduler] max_body_size)")
+                arguments = _decode_arguments(b"".join(self._chunks), query, self._headers)
+                result: Any = self._server.call(method, arguments)
+            except RequestError as exc:
+                self._answer(exc.status, {"error": exc.message}, answer)
+                return
+            self._answer(200, result, answer)
+
+    def on_connection_close(self) -> None:
+        self._chunks.clear()
+
+    def _answer(self, status: int, body: Any, answer: tornado.httputil.HTTPHeaders) -> None:
         cors = self._server.cors
         if cors.enabled:
-            self._cors_preflight(cors)
-        self.set_status(204)
-        self.finish()
+            _cors_headers(cors, self._headers, answer)
+        answer["Content-Type"] = "application/json; charset=UTF-8"
+        data = (body if isinstance(body, str) else _dumps(body)).encode("utf-8")
+        if len(data) >= _GZIP_MIN_LENGTH and "gzip" in self._headers.get("Accept-Encoding", ""):
+            data = gzip.compress(data, compresslevel=6)
+            answer["Content-Encoding"] = "gzip"
+            answer.add("Vary", "Accept-Encoding")
+        self._send(status, data, answer)
 
-    def get(self, method: str) -> None:
-        try:
-            if self._too_large:
-                raise RequestError(413, f"request body is larger than {self._server.max_body_size} bytes "
-                                        "([scheduler] max_body_size)")
-            arguments = self._decode_arguments()
-            result = self._server.call(method, arguments)
-        except RequestError as exc:
-            self._answer(exc.status, {"error": exc.message})
-            return
-        self._answer(200, result)
-
-    post = get
-
-    def _answer(self, status: int, body: Any) -> None:
-        if self._server.cors.enabled:
-            self._cors_headers(self._server.cors)
-        self.set_status(status)
-        self.set_header("Content-Type", "application/json; charset=UTF-8")
-        if isinstance(body, str):
-            self.finish(body)
-        else:
-            self.finish(_dumps(body))
-
-    def _decode_arguments(self) -> dict[str, Any]:
-        body = b"".join(self._chunks)
-        content_type = self.request.headers.get("Content-Type", "")
-        payload: str | None = None
-        if body.strip():
-            if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
-                form: dict[str, list[bytes]] = {}
-                try:
-                    tornado.httputil.parse_body_arguments(content_type, body, form, {}, self.request.headers)
-                except Exception as exc:  # Tornado >= 6.5 raises on malformed forms
-                    raise RequestError(400, f"malformed form body ({exc}); send data=<JSON object>") from exc
-                if "data" in form:
-                    payload = self._text(form["data"][-1])
-            else:
-                # A JSON body is the arguments object itself.
-                return self._parse_json_object(self._text(body), "request body")
-        if payload is None:
-            values = self.request.query_arguments.get("data")
-            payload = self._text(values[-1]) if values else "{}"
-        return self._parse_json_object(payload, "'data'")
-
-    @staticmethod
-    def _text(raw: bytes) -> str:
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise RequestError(400, f"arguments are not UTF-8 text ({exc})") from exc
-
-    @staticmethod
-    def _parse_json_object(text: str, where: str) -> dict[str, Any]:
-        if not text.strip():
-            return {}
-        try:
-            value = json.loads(text)
-        except ValueError as exc:
-            raise RequestError(400, f"{where} is not valid JSON ({exc}); send the arguments as one JSON object, "
-                                    'e.g. data={"worker": "w1"}') from exc
-        if not isinstance(value, dict):
-            raise RequestError(400, f"{where} must be a JSON object of arguments, got {_describe_json(value)}")
-        return value
-
-    # CORS, following Luigi's [cors] semantics.
-    def _allowed_origin(self, cors: CorsSettings) -> str | None:
-        origin = self.request.headers.get("Origin")
-        if not origin:
-            return None
-        if origin == "null":
-            return "null" if cors.allow_null_origin else None
-        if cors.allow_any_origin:
-            return "*"
-        return origin if origin in cors.allowed_origins else None
-
-    def _cors_headers(self, cors: CorsSettings) -> None:
-        allowed = self._allowed_origin(cors)
-        if allowed is None:
-            return
-        self.set_header("Access-Control-Allow-Origin", allowed)
-        if allowed not in ("*", "null"):
-            self.set_header("Vary", "Origin")
-        if cors.allow_credentials:
-            self.set_header("Access-Control-Allow-Credentials", "true")
-        if cors.exposed_headers:
-            self.set_header("Access-Control-Expose-Headers", cors.exposed_headers)
-
-    def _cors_preflight(self, cors: CorsSettings) -> None:
-        if self._allowed_origin(cors) is None:
-            return
-        self._cors_headers(cors)
-        self.set_header("Access-Control-Allow-Methods", cors.allowed_methods)
-        self.set_header("Access-Control-Allow-Headers", cors.allowed_headers)
-        self.set_header("Access-Control-Max-Age", str(cors.max_age))
+    def _send(self, status: int, data: bytes, answer: tornado.httputil.HTTPHeaders) -> None:
+        if status != 204:
+            answer["Content-Length"] = str(len(data))
+        reason = tornado.httputil.responses.get(status, "Unknown")
+        self._connection.write_headers(tornado.httputil.ResponseStartLine("HTTP/1.1", status, reason), answer, data)
+        self._connection.finish()
+        _log_api_request(status, self._start_line, self._headers, time.monotonic() - self._started)
 
 
 class RootPathHandler(_JsonErrorsMixin):
@@ -478,8 +538,20 @@ class RootPathHandler(_JsonErrorsMixin):
 
 
 def _log_request(handler: tornado.web.RequestHandler) -> None:
+    _log_status(handler.get_status(), handler._request_summary, handler.request.request_time())
+
+
+def _log_api_request(status: int, start_line: tornado.httputil.RequestStartLine | None,
+                     headers: tornado.httputil.HTTPHeaders, seconds: float) -> None:
+    def summary() -> str:
+        if start_line is None:
+            return "?"
+        return f"{start_line.method} {start_line.path}"
+    _log_status(status, summary, seconds)
+
+
+def _log_status(status: int, summary: Callable[[], str], seconds: float) -> None:
     # Successful RPCs are the steady heartbeat of every worker: keep them at DEBUG.
-    status = handler.get_status()
     access = logging.getLogger("tornado.access")
     if status < 400:
         if not access.isEnabledFor(logging.DEBUG):
@@ -489,17 +561,18 @@ def _log_request(handler: tornado.web.RequestHandler) -> None:
         log = access.warning
     else:
         log = access.error
-    log("%d %s %.2fms", status, handler._request_summary(), 1000.0 * handler.request.request_time())
+    log("%d %s %.2fms", status, summary(), 1000.0 * seconds)
 
 
-def app(server: TrundServer) -> tornado.web.Application:
-    """The Tornado application serving ``server``.
+def app(server: TrundServer) -> tornado.routing.RuleRouter:
+    """What ``trund``'s HTTP server serves for ``server``.
 
-    Routes: ``/api/<method>``, then the web UI of :mod:`trun.visualiser` (``/``,
-    ``/static/...``, ``/metrics``, ``/history...``); without that module, a
-    status page at ``/``.
+    Routes: ``/api/<method>`` (:class:`_ApiRequest`, straight on Tornado's
+    connection), then a Tornado application with the web UI of
+    :mod:`trun.visualiser` (``/``, ``/static/...``, ``/metrics``,
+    ``/history...``); without that module, a status page at ``/``.
     """
-    handlers: list[Any] = [(r"/api/([^/]*)", RPCHandler, {"server": server})]
+    handlers: list[Any] = []
     try:
         from trun.visualiser import ui_routes
     except ImportError:
@@ -508,8 +581,12 @@ def app(server: TrundServer) -> tornado.web.Application:
             handlers.append((r"/static/(.*)", tornado.web.StaticFileHandler, {"path": _STATIC_DIR}))
     else:
         handlers.extend(ui_routes(server.scheduler))
-    return tornado.web.Application(handlers, default_handler_class=NotFoundHandler,
-                                   log_function=_log_request, compress_response=True)
+    pages = tornado.web.Application(handlers, default_handler_class=NotFoundHandler,
+                                    log_function=_log_request, compress_response=True)
+    return tornado.routing.RuleRouter([
+        (tornado.routing.PathMatches(r"/api/.*"), _ApiRequests(server)),
+        (tornado.routing.AnyMatches(), pages),
+    ])
 
 
 # ---------------------------------------------------------------- the server

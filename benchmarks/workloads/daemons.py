@@ -88,7 +88,9 @@ class SchedulerDaemon:
         return f"http://127.0.0.1:{self.port}/"
 
     def start(self, timeout: float = 30.0) -> SchedulerDaemon:
-        """Start the daemon and wait until it accepts connections."""
+        """Start the daemon and wait until it accepts connections (a running daemon is left as it is)."""
+        if self.process is not None and self.process.poll() is None:
+            return self  # ``with daemon.start():`` must not start a second one
         self.workdir.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT,
