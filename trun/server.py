@@ -690,6 +690,10 @@ class TrundServer:
             self._calls_until_freeze -= 1
             if self._calls_until_freeze <= 0:
                 self._calls_until_freeze = GC_FREEZE_EVERY_CALLS
+                # Collect first: cyclic garbage of the last requests would
+                # otherwise be frozen with the live objects and kept until the
+                # next refresh. Cheap: frozen objects are not looked at.
+                gc.collect()
                 gc.freeze()
         if not self._journal_changes():
             raise RequestError(503, "the scheduler state could not be saved (see the trund log); "

@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import itertools
 import json
 import logging
@@ -64,7 +65,7 @@ import os
 import signal
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, Protocol
 
@@ -94,6 +95,8 @@ _SNAPSHOT_PACING_FACTOR = 10.0
 _PACE_SNAPSHOTS_FROM_SECONDS = 0.1
 # A journal line is written in pieces of about this size (see StateStore.record).
 _JOURNAL_CHUNK_BYTES = 1 << 18
+#: Pieces in which the journal's tail is copied to the new journal after a background snapshot.
+_COPY_CHUNK_BYTES = 1 << 20
 
 
 class BadStateError(Exception):
@@ -172,16 +175,17 @@ def _fsync_directory(path: str) -> None:
         os.close(fd)
 
 
-def _write_atomically(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file, ``fsync`` and ``os.replace``."""
+def _write_atomically(path: str, data: bytes | Iterable[bytes]) -> None:
+    """Write ``data`` (bytes, or chunks of it) to ``path`` via a temporary file, ``fsync`` and ``os.replace``."""
     directory = os.path.dirname(path) or "."
     tmp_path = f"{path}.tmp-{os.getpid()}"
     fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
+        for chunk in ((data,) if isinstance(data, bytes) else data):
+            view = memoryview(chunk)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
         os.fsync(fd)
     except BaseException:
         os.close(fd)
@@ -749,13 +753,15 @@ class StateStore:
             return True
         if self.journal_enabled and self._journal_fd is not None:
             # Keep the records appended since the fork: they are not in the snapshot.
-            with open(self.journal_path, "rb") as f:
-                f.seek(job.journal_offset)
-                tail = f.read()
+            # Copied a piece at a time: while a big state is being snapshotted,
+            # the tail can grow to tens of megabytes.
             header = {"format": JOURNAL_FORMAT, "version": STATE_FORMAT_VERSION, "after_seq": job.seq}
             os.close(self._journal_fd)
             self._journal_fd = None
-            _write_atomically(self.journal_path, encode_json(header) + b"\n" + tail)
+            with open(self.journal_path, "rb") as f:
+                f.seek(job.journal_offset)
+                tail = iter(functools.partial(f.read, _COPY_CHUNK_BYTES), b"")
+                _write_atomically(self.journal_path, itertools.chain((encode_json(header) + b"\n",), tail))
             self._journal_fd = os.open(self.journal_path, os.O_WRONLY | os.O_APPEND)
         self._records_since_snapshot -= job.records_at_start
         self._changed_since_snapshot = self._records_since_snapshot > 0
