@@ -454,9 +454,6 @@ def new_from_call(cls, args, kwargs, {defaults}):
     {normalize}
     {tuples}
     values = ({values},)
-    conf = _current_config()
-    if conf.has_section(family):
-        _warn_unconsumed_config(cls, family, kwargs, conf, stacklevel=4)
     instances = None
     cache = Register._instance_cache
     if cache is not None:
@@ -471,7 +468,12 @@ def new_from_call(cls, args, kwargs, {defaults}):
             instances = None
         else:
             if instance is not None:
+                # Made before, when its [family] section was looked at: each
+                # unconsumed key is warned about once per process anyway.
                 return instance
+    conf = _current_config()
+    if conf.has_section(family):
+        _warn_unconsumed_config(cls, family, kwargs, conf, stacklevel=4)
     instance = _object_new(cls)
     param_kwargs = {{{param_kwargs}}}
     state = instance.__dict__
