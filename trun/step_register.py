@@ -121,7 +121,7 @@ class Register(abc.ABCMeta):
         values = spec.resolve(cls, args, kwargs)
         cache = Register._instance_cache
         if cache is None:
-            return spec.instantiate(cls, args, kwargs, values)
+            return cls._trun_instantiate(spec, args, kwargs, values)
         instances = cache.get(cls)
         if instances is None:
             instances = cache[cls] = {}
@@ -130,9 +130,9 @@ class Register(abc.ABCMeta):
         except TypeError:
             logger.debug("Not all parameter values of %s are hashable, so the instance is not cached",
                          cls.__name__)
-            return spec.instantiate(cls, args, kwargs, values)
+            return cls._trun_instantiate(spec, args, kwargs, values)
         if instance is None:
-            instance = instances[values] = spec.instantiate(cls, args, kwargs, values)
+            instance = instances[values] = cls._trun_instantiate(spec, args, kwargs, values)
         return instance
 
     def __setattr__(cls, name: str, value: Any) -> None:
