@@ -94,6 +94,21 @@ def test_wrong_call_raises_type_error_before_any_request():
         scheduler.fetch_error()
 
 
+def test_unknown_keyword_raises_type_error_before_any_request():
+    scheduler = trun.RemoteScheduler(f"http://127.0.0.1:{closed_port()}")
+    with pytest.raises(TypeError, match="fetch_error"):
+        scheduler.fetch_error(stepid="S")
+
+
+def test_keyword_call_sends_only_the_arguments_given(recording_server):
+    port = recording_server.server_address[1]
+    trun.RemoteScheduler(f"http://127.0.0.1:{port}").add_step(worker="w", step_id="S(a=1)", status="DONE")
+    from urllib.parse import parse_qs
+
+    body = parse_qs(RecordingHandler.seen[-1]["body"])
+    assert json.loads(body["data"][0]) == {"worker": "w", "step_id": "S(a=1)", "status": "DONE"}
+
+
 def test_unreachable_scheduler_retries_then_raises_rpc_error_naming_the_url():
     port = closed_port()
     with with_config(FAST_RETRIES):

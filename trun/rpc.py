@@ -214,6 +214,11 @@ class _Endpoint:
             self.hostname = parts.hostname or "localhost"
             self.port = parts.port
             self.host_header = netloc
+        #: The headers of every RPC request (read-only: shared by all requests).
+        self.request_headers = {"Content-Type": "application/x-www-form-urlencoded", "Host": self.host_header,
+                                "Accept": "application/json"}
+        if self.authorization:
+            self.request_headers["Authorization"] = self.authorization
 
     def connect(self, timeout: float | None) -> http.client.HTTPConnection:
         if self.scheme == "http+unix":
@@ -283,10 +288,7 @@ class RemoteScheduler:
         self._drop_connection()
 
     def _post_once(self, path: str, body: bytes) -> tuple[int, bytes]:
-        headers = {"Content-Type": "application/x-www-form-urlencoded", "Host": self._endpoint.host_header,
-                   "Accept": "application/json"}
-        if self._endpoint.authorization:
-            headers["Authorization"] = self._endpoint.authorization
+        headers = self._endpoint.request_headers
         # A kept-alive connection may have been closed by the server while idle;
         # that shows up on first use, so one fresh connection is tried at once.
         for fresh in (False, True):
@@ -436,8 +438,18 @@ def _make_rpc_method(name: str, signature: inspect.Signature,
     call_signature = _client_parameters(signature)
     options = dict(options if options is not None else _DEFAULT_REQUEST_OPTIONS.get(name, {}))
     var_keyword = next((p.name for p in call_signature.parameters.values() if p.kind is p.VAR_KEYWORD), None)
+    # Keyword arguments only, every one a known name, every required one there
+    # (how the worker calls, once per step): the arguments as given, without
+    # Signature.bind, which costs more than encoding them.
+    by_keyword = frozenset(p.name for p in call_signature.parameters.values()
+                           if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+    required = frozenset(p.name for p in call_signature.parameters.values()
+                         if p.name in by_keyword and p.default is p.empty)
+    simple = var_keyword is None
 
     def rpc_method(self: RemoteScheduler, *args: Any, **kwargs: Any) -> Any:
+        if simple and not args and kwargs.keys() <= by_keyword and required <= kwargs.keys():
+            return self._request(f"/api/{name}", kwargs, **options)
         try:
             bound = call_signature.bind(*args, **kwargs)
         except TypeError as exc:
