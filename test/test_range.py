@@ -133,6 +133,32 @@ def test_range_daily_from_the_command_line_runs_the_missing_days(tmp_path):
     assert sorted(os.listdir(tmp_path / "reports")) == [f"2026-01-0{day}-us.txt" for day in range(1, 5)]
 
 
+def _run_range_daily_of_nothing(tmp_path, config: str, *modules: str) -> subprocess.CompletedProcess:
+    (tmp_path / "trun.cfg").write_text(config)
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), TRUN_CONFIG_PATH=str(tmp_path / "trun.cfg"))
+    module_flags = [flag for module in modules for flag in ("--module", module)]
+    command = [sys.executable, "-m", "trun", *module_flags, "RangeDaily", "--of", "RangeDaily",
+               "--start", "2026-01-01", "--stop", "2026-01-01", "--local-scheduler", "--no-progress", "--no-lock"]
+    return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_autoload_range_false_leaves_range_daily_unknown_to_the_command_line(tmp_path):
+    result = _run_range_daily_of_nothing(tmp_path, "[core]\nautoload_range = false\n")
+    assert result.returncode != 0
+    assert "RangeDaily" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_autoload_range_false_with_the_range_module_named_runs_range_daily(tmp_path):
+    result = _run_range_daily_of_nothing(tmp_path, "[core]\nautoload_range = false\n", "trun.tools.range")
+    assert result.returncode == 0, result.stderr
+
+
+def test_range_daily_is_known_to_the_command_line_by_default(tmp_path):
+    result = _run_range_daily_of_nothing(tmp_path, "[core]\n")
+    assert result.returncode == 0, result.stderr
+
+
 # -- which instances are required --------------------------------------------------
 
 def test_missing_days_are_required_oldest_first():

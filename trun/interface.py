@@ -184,8 +184,24 @@ def _register_builtin_steps() -> None:
     Done here rather than at ``import trun`` to keep that import fast.
     """
     import trun.notifications  # noqa: F401
-    import trun.tools.range  # noqa: F401
     import trun.worker  # noqa: F401
+
+    _autoload_range()
+
+
+def _autoload_range() -> None:
+    """Register ``RangeDaily`` & co. for the command line, unless ``[core] autoload_range`` is false.
+
+    With it false, a command line names them after ``--module trun.tools.range``, as in Luigi.
+    """
+    from trun.configuration import get_config
+
+    try:
+        autoload = get_config().getboolean("core", "autoload_range", True)
+    except ValueError:
+        autoload = True  # a malformed value is reported where [core] is read for the run
+    if autoload:
+        import trun.tools.range  # noqa: F401 - registers the range steps
 
 
 def _run(cmdline_args: Sequence[str] | None = None, main_step_cls: Any = None,

@@ -30,6 +30,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from typing import IO, Any, NoReturn
 
+from trun.interface import _autoload_range
 from trun.retcodes import _one_line  # the same one-line folding as the trun command
 from trun.step import Step, flatten
 
@@ -124,18 +125,6 @@ def print_tree(step: Step, indent: str = "", last: bool = True, use_color: bool 
 
 
 # --------------------------------------------------------------------------- command line shared with trun-deps
-
-
-def _autoload_range() -> None:
-    """Register RangeDaily & co. for the command line, unless ``[core] autoload_range`` is false (as ``trun`` does)."""
-    from trun.configuration import get_config
-
-    try:
-        autoload = get_config().getboolean("core", "autoload_range", True)
-    except ValueError:
-        autoload = True
-    if autoload:
-        import trun.tools.range  # noqa: F401 - registers the range steps
 
 
 def _register_run_flags() -> None:
