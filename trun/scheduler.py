@@ -75,6 +75,7 @@ from types import MappingProxyType
 from typing import Any
 
 from trun.scheduler_config import (
+    RETRY_POLICY_FIELDS,
     RPC_METHODS,
     RPC_REQUEST_ARGS,
     NopMetrics,
@@ -141,6 +142,10 @@ _NOP_HOOK_TYPES = (NopStepHistory, NopMetrics)
 # Distinct visibility tables shared between step records (one per family, usually).
 _MAX_SHARED_VISIBILITIES = 10_000
 _NO_RESOURCES: Mapping[str, int] = EMPTY_MAP
+# The retry policy a worker reports for a step class that keeps Step's settings:
+# every field None, i.e. no override. A mapping equal to it has these keys and
+# only None values (nothing else equals None), so it needs no check.
+_NO_RETRY_OVERRIDES = dict.fromkeys(RETRY_POLICY_FIELDS)
 
 
 def _interned(step_id: str, deps: Sequence[str] | None, new_deps: Sequence[str] | None,
@@ -170,6 +175,11 @@ class Scheduler(SchedulerQueries):
     ``[resources]`` totals (a resource without a total has 1), and
     ``step_history_impl`` receives ``step_scheduled/started/finished`` calls.
     """
+
+    #: Whether the status changes every step goes through take their dedicated
+    #: paths (``SchedulerState.new_placeholder``/``started``/``finished``) instead
+    #: of begin/end; test_scheduler_fast_paths.py turns it off to compare.
+    _fast_paths = True
 
     def __init__(self, config: Any = None, resources: Mapping[str, int] | None = None,
                  step_history_impl: Any = None, clock: Callable[[], float] = time.time, **kwargs: Any) -> None:
@@ -380,6 +390,11 @@ class Scheduler(SchedulerQueries):
         now = self._clock()
         st = self._state
         cfg = self._config
+        if not st.unstaked and (not st.deadlines or st.deadlines[0][0] > now):
+            # Nothing is due (the usual case with prune_on_get_work).
+            if self._email_batcher is not None:
+                self._hook(self._email_batcher, "update")
+            return
         due = []
         while st.deadlines and st.deadlines[0][0] <= now:
             due.append(heapq.heappop(st.deadlines))
@@ -565,15 +580,16 @@ class Scheduler(SchedulerQueries):
                   batchable: bool | None, batch_id: str | None, retry_overrides: dict[str, Any] | None,
                   owners: Sequence[str] | None) -> None:
         st = self._state
-        w = self._touch(worker, now)
+        w = st.get_worker(worker, now)  # _touch without the id check: every caller checked it
+        w.last_active = now
         s = st.steps.get(step_id)
         if s is None:
-            if not w.enabled:
+            if w.disabled:
                 return
             # Created detached; the end() below indexes it once.
             s = st.new_step(step_id, PENDING, now)
             s.priority = priority
-        elif s.status is not RUNNING and not w.enabled:
+        elif s.status is not RUNNING and w.disabled:
             return
         elif status in (DONE, FAILED) and worker in s.revoked:
             logger.warning("ignoring %s from worker %s for step %r: its lease was revoked",
@@ -581,37 +597,19 @@ class Scheduler(SchedulerQueries):
             return
         elif status is PENDING and s.status is DONE and now - s.updated < self._config.stable_done_cooldown_secs:
             return
+        if (status is DONE and s.worker_running == worker and s.status is RUNNING and s.batch_id is None
+                and deps is None and not new_deps and not runnable and s.remove is None and s.stakeholders
+                and self._fast_paths):
+            # The last report of every step that ran, with nothing to change but its status.
+            self._merge_report(s, worker, status, family, module, params, param_visibilities, accepts_messages,
+                               tracking_url, batchable, expl, retry_overrides)
+            self._finish(s, w, now, resources, assistant, priority)
+            return
         st.begin(s)
         try:
-            if not s.family:
-                s.family = family or ""
-            if not s.module:
-                s.module = module
-            if not s.param_visibilities and param_visibilities:
-                s.param_visibilities = self._shared_visibilities(param_visibilities)
-            if not s.params and params:
-                s.params = dict(params)
-            if status in (PENDING, SUSPENDED, RUNNING) and worker in s.revoked:
-                st.unrevoke(s, worker)
-            if accepts_messages is not None:
-                s.accepts_messages = bool(accepts_messages)
-            members = st.batch_members(s.batch_id) if s.batch_id is not None else []
-            if tracking_url is not None or s.status is not RUNNING:
-                s.tracking_url = tracking_url
-                for m in members:
-                    m.tracking_url = tracking_url
-                    st.dirty.add(m.id)
-            if batchable is not None:
-                s.batchable = bool(batchable)
+            self._merge_report(s, worker, status, family, module, params, param_visibilities, accepts_messages,
+                               tracking_url, batchable, expl, retry_overrides)
             s.remove = None
-            if expl is not None:
-                s.expl = expl
-                for m in members:
-                    m.expl = expl
-                    st.dirty.add(m.id)
-            # Luigi sets the policy after the status; the report's own policy
-            # must already count for the failure it reports.
-            s.retry_policy = retry_overrides or None
             running = s.status in RUNNING_STATUSES
             if not running or (s.worker_running == worker and (status in (DONE, FAILED, RUNNING) or new_deps)):
                 if status is not s.status or status is PENDING:
@@ -632,28 +630,89 @@ class Scheduler(SchedulerQueries):
             if new_deps:
                 st.add_deps(s, new_deps)
             s.resources = dict(resources) if resources else EMPTY_MAP
-            if w.enabled and not assistant:
-                st.add_stakeholder(s, worker)
-                # w.stakes: the steps this worker is a stakeholder of already (a
-                # step re-reported DONE need not look at each dependency again).
-                stakes = w.stakes
-                unstaked = [dep_id for dep_id in s.deps if dep_id not in stakes]
-                if unstaked:
-                    unstaked.sort()  # placeholders are created (and so ordered) by id
-                    for dep_id in unstaked:
-                        self._stake_dependency(dep_id, worker, priority, now)
+            self._stake(s, w, assistant, priority, now)
             self._raise_priority(s, priority)
-            if runnable and status is not FAILED and w.enabled:
+            if runnable and status is not FAILED and not w.disabled:
                 st.add_worker_to_step(s, worker)
                 s.runnable = True
         finally:
             st.end(s)
+
+    def _merge_report(self, s: StepRecord, worker: str, status: StepStatus, family: str | None,
+                      module: str | None, params: dict[str, Any] | None,
+                      param_visibilities: dict[str, int] | None, accepts_messages: bool | None,
+                      tracking_url: str | None, batchable: bool | None, expl: Any,
+                      retry_overrides: dict[str, Any] | None) -> None:
+        """The fields of a report that no index depends on (before its status change)."""
+        st = self._state
+        if not s.family:
+            s.family = family or ""
+        if not s.module:
+            s.module = module
+        if not s.param_visibilities and param_visibilities:
+            s.param_visibilities = self._shared_visibilities(param_visibilities)
+        if not s.params and params:
+            s.params = dict(params)
+        if status in (PENDING, SUSPENDED, RUNNING) and worker in s.revoked:
+            st.unrevoke(s, worker)
+        if accepts_messages is not None:
+            s.accepts_messages = bool(accepts_messages)
+        members = st.batch_members(s.batch_id) if s.batch_id is not None else ()
+        if tracking_url is not None or s.status is not RUNNING:
+            s.tracking_url = tracking_url
+            for m in members:
+                m.tracking_url = tracking_url
+                st.dirty.add(m.id)
+        if batchable is not None:
+            s.batchable = bool(batchable)
+        if expl is not None:
+            s.expl = expl
+            for m in members:
+                m.expl = expl
+                st.dirty.add(m.id)
+        # Luigi sets the policy after the status; the report's own policy
+        # must already count for the failure it reports.
+        s.retry_policy = retry_overrides or None
+
+    def _stake(self, s: StepRecord, w: WorkerRecord, assistant: bool, priority: float, now: float) -> None:
+        """Make the reporting worker a stakeholder of ``s`` and of its dependencies (not an assistant)."""
+        if not w.disabled and not assistant:
+            self._state.add_stakeholder(s, w.id)
+            # w.stakes: the steps this worker is a stakeholder of already (a
+            # step re-reported DONE need not look at each dependency again).
+            stakes = w.stakes
+            unstaked = [dep_id for dep_id in s.deps if dep_id not in stakes] if s.deps else None
+            if unstaked:
+                unstaked.sort()  # placeholders are created (and so ordered) by id
+                for dep_id in unstaked:
+                    self._stake_dependency(dep_id, w.id, priority, now)
+
+    def _finish(self, s: StepRecord, w: WorkerRecord, now: float, resources: dict[str, int], assistant: bool,
+                priority: float) -> None:
+        """The rest of ``_add_step`` for a DONE report of a step outside a batch, from the worker running it.
+
+        The general way (begin, _set_status, end) re-indexes the step from
+        scratch; here only the indexes that RUNNING -> DONE moves are updated
+        (:meth:`SchedulerState.finished`). ``_add_step`` comes here only when
+        nothing else indexed changes: no dependency change, no removal mark to
+        clear, no worker to add, and the step keeps a stakeholder.
+        """
+        self._history_status(s, DONE)
+        self._change_status(s, DONE, now, w.id)
+        self._hook(self._metrics, "handle_step_done", s)
+        self._state.finished(s, w.id)
+        s.resources = dict(resources) if resources else EMPTY_MAP  # not indexed once DONE
+        self._stake(s, w, assistant, priority, now)
+        self._raise_priority(s, priority)
 
     def _stake_dependency(self, dep_id: str, worker: str, priority: float, now: float) -> None:
         # Placeholders keep a dependency (and its priority) known before its own add_step arrives.
         st = self._state
         dep = st.steps.get(dep_id)
         if dep is None:
+            if self._fast_paths:
+                st.new_placeholder(dep_id, worker, priority, now)
+                return
             dep = st.new_step(dep_id, UNKNOWN, now)
             dep.priority = priority
             st.add_stakeholder(dep, worker)
@@ -734,12 +793,19 @@ class Scheduler(SchedulerQueries):
                 check_number(priority, "priority")
             resources = get("resources")
             retry_policy = get("retry_policy_dict")
+            if retry_policy and retry_policy != _NO_RETRY_OVERRIDES:
+                retry_policy = check_retry_policy(retry_policy)
+            else:
+                retry_policy = None  # what check_retry_policy makes of it
+            status = get("status", PENDING)
+            if type(status) is not StepStatus:
+                status = parse_status(status)
             prepared.append((
-                entry["step_id"], parse_status(get("status", PENDING)), get("runnable", True), get("deps"),
+                entry["step_id"], status, get("runnable", True), get("deps"),
                 get("new_deps"), get("expl"), check_resources(resources) if resources else _NO_RESOURCES,
                 priority, get("family", ""), get("module"), get("params"), get("param_visibilities"),
                 get("accepts_messages", False), get("assistant", False), get("tracking_url"), get("batchable"),
-                get("batch_id"), check_retry_policy(retry_policy) if retry_policy else None, get("owners")))
+                get("batch_id"), retry_policy, get("owners")))
         add = self._add_step
         clock = self._clock
         for args in prepared:
@@ -873,7 +939,7 @@ class Scheduler(SchedulerQueries):
         w = self._touch(worker, now, get_work=True)
         if w.reference is None or w.reference.get("host") != host:
             w.reference = {"host": host}
-        if not w.enabled:
+        if w.disabled:
             return {"n_pending_steps": 0, "n_unique_pending": 0, "n_pending_last_scheduled": 0,
                     "running_steps": [], "step_id": None, "worker_state": w.state}
         if assistant:
@@ -882,8 +948,9 @@ class Scheduler(SchedulerQueries):
         best: StepRecord | None = None
         batch: list[StepRecord] | None = None
         if current_steps is not None:
-            claimed = set(check_ids(current_steps, "current_steps") or ())
+            claimed = check_ids(current_steps, "current_steps")
             if w.running:  # nothing can be lost or orphaned otherwise
+                claimed = set(claimed or ())
                 lost = [st.steps[i] for i in w.running if st.steps[i].status is RUNNING and i not in claimed]
                 if lost:
                     best = min(lost, key=lambda x: x.rank_key)
@@ -905,15 +972,22 @@ class Scheduler(SchedulerQueries):
                          batch_id=batch_id, batch_step_ids=[s.id for s in batch])
         elif best is not None:
             self._hook(self._metrics, "handle_step_started", best)
-            st.begin(best)
-            if best.status is RUNNING:
-                best.time_running = now  # re-offered to the worker that holds it
+            if best.ready and not best.p_block and self._fast_paths:
+                # A ready step: for PENDING -> RUNNING, _set_status is the raw change.
+                self._change_status(best, RUNNING, now, worker)
+                st.started(best)
             else:
-                self._set_status(best, RUNNING, now, by_worker=worker)
-            st.end(best)
+                st.begin(best)
+                if best.status is RUNNING:
+                    best.time_running = now  # re-offered to the worker that holds it
+                else:
+                    self._set_status(best, RUNNING, now, by_worker=worker)
+                st.end(best)
             self._history_status(best, RUNNING, host)
-            reply.update(step_id=best.id, step_family=best.family, step_module=best.module,
-                         step_params=dict(best.params))
+            reply["step_id"] = best.id
+            reply["step_family"] = best.family
+            reply["step_module"] = best.module
+            reply["step_params"] = dict(best.params)
         else:
             reply["step_id"] = None
         return reply

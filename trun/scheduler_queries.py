@@ -65,13 +65,14 @@ class SchedulerQueries:
         if w is None:
             return {"n_pending_steps": 0, "n_unique_pending": 0, "n_pending_last_scheduled": 0,
                     "worker_state": WORKER_STATE_ACTIVE, "running_steps": []}
-        running = []
-        for s in sorted((st.steps[i] for i in w.running_member), key=lambda x: x.rank_key):
-            info: dict[str, Any] = {"step_id": s.id, "worker": s.worker_running}
-            other = st.workers.get(s.worker_running) if s.worker_running else None
-            if other is not None:
-                info.update(other.info)
-            running.append(info)
+        running: list[dict[str, Any]] = []
+        if w.running_member:  # empty on most get_work calls of a one-process worker
+            for s in sorted((st.steps[i] for i in w.running_member), key=lambda x: x.rank_key):
+                info: dict[str, Any] = {"step_id": s.id, "worker": s.worker_running}
+                other = st.workers.get(s.worker_running) if s.worker_running else None
+                if other is not None:
+                    info.update(other.info)
+                running.append(info)
         return {"n_pending_steps": w.n_pending, "n_unique_pending": w.n_unique,
                 "n_pending_last_scheduled": w.n_last, "worker_state": w.state, "running_steps": running}
 

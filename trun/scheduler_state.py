@@ -28,7 +28,12 @@ priority, worker_running, stakeholders, remove, ...) may only change between
 ``end`` puts it back and tells its dependents when its DONE-ness or blocking
 changed. Changes of dependents triggered from there leave a step that is
 itself between ``begin`` and ``end`` detached; its own ``end`` finishes the
-job. :meth:`SchedulerState.validate` recomputes every index from the records
+job. The status changes every step goes through (a placeholder made for a new
+dependency, PENDING -> RUNNING of a ready step, RUNNING -> DONE outside a
+batch) have dedicated methods (:meth:`~SchedulerState.new_placeholder`,
+:meth:`~SchedulerState.started`, :meth:`~SchedulerState.finished`) that update
+only the indexes such a change moves, in the cases their docstrings state.
+:meth:`SchedulerState.validate` recomputes every index from the records
 and raises :class:`SchedulerStateError` on any difference; tests run it after
 every call.
 
@@ -242,12 +247,15 @@ class WorkerRecord:
     """A worker as the scheduler sees it: identity, liveness, messages, and per-worker indexes."""
 
     __slots__ = (
-        "id", "reference", "last_active", "last_get_work", "started", "info", "disabled", "rpc_messages",
+        "id", "alone", "reference", "last_active", "last_get_work", "started", "info", "disabled", "rpc_messages",
         "steps", "stakes", "running", "running_member", "n_pending", "n_unique", "n_last", "dl",
     )
 
     def __init__(self, worker_id: str, now: float) -> None:
         self.id = worker_id
+        #: ``(id,)``: the worker list of every step that only this worker can run
+        #: (or cares about) shares it, instead of a 48-byte tuple each.
+        self.alone = (worker_id,)
         self.reference: dict[str, Any] | None = None
         self.last_active = now
         self.last_get_work: float | None = None
@@ -433,17 +441,83 @@ class SchedulerState:
             self.sync(s)  # else the dependents' counters are right already (most changes)
         self.dirty.add(s.id)
 
+    # The status changes every step goes through, indexed directly: begin()
+    # and end() rebuild every index of a step whatever changed; these update
+    # only the indexes that a change from a known status moves. Each is valid
+    # in the case its docstring states, which the caller checks (it uses
+    # begin/end otherwise); test/test_scheduler_fast_paths.py runs the same
+    # calls both ways and compares.
+    def new_placeholder(self, step_id: str, worker_id: str, priority: float, now: float) -> StepRecord:
+        """A new UNKNOWN step staked by ``worker_id``, indexed: new_step, add_stakeholder and end in one.
+
+        Such a step's only entries are in its status set and its stakeholder's
+        ``stakes`` (it is not counted, ready, running, unstaked or due), and
+        it is neither DONE nor blocking, which is what its dependents assume.
+        """
+        s = self.new_step(step_id, UNKNOWN, now)
+        s.priority = priority
+        w = self.workers[worker_id]
+        s.stakeholders = w.alone
+        w.stakes.add(step_id)
+        self.by_status[UNKNOWN].add(step_id)
+        s.attached = True
+        return s
+
+    def started(self, s: StepRecord) -> None:
+        """Re-index a *ready* step whose status just went from PENDING to RUNNING, nothing else indexed changing.
+
+        Its ``worker_running`` and ``resources_running`` are the new ones; a
+        ready step is not blocking (no DISABLED dependency), so no dependent
+        needs to hear about it.
+        """
+        step_id = s.id
+        self.by_status[PENDING].discard(step_id)
+        self.by_status[RUNNING].add(step_id)
+        if s.counted:
+            self._count(s, -1)
+            s.counted = False
+        s.ready = False
+        self.ready_ids.discard(step_id)
+        s.heap_key = None
+        s.heap_owners = ()
+        self._index_running(s)
+        self.workers[s.worker_running].running.add(step_id)  # type: ignore[index]
+        self.dirty.add(step_id)
+
+    def finished(self, s: StepRecord, holder: str) -> None:
+        """Re-index a step outside a batch whose status just went from RUNNING (by ``holder``) to DONE.
+
+        Nothing else indexed may have changed; its dependents hear that it is DONE.
+        """
+        step_id = s.id
+        self.by_status[RUNNING].discard(step_id)
+        self.by_status[DONE].add(step_id)
+        self._unindex_running(s)
+        w = self.workers.get(holder)
+        if w is not None:
+            w.running.discard(step_id)
+        # Neither RUNNING nor DONE is blocking: only DONE-ness is news, and it
+        # flips no dependent's blocking (see _tell_dependents), so sync() has
+        # nothing to propagate further.
+        s.p_done = True
+        self._tell_dependents(step_id, 1, 0)
+        self.dirty.add(step_id)
+
     def set_deps(self, s: StepRecord, deps: Iterable[str]) -> None:
         """Replace the dependencies of a detached step."""
-        new = tuple(dict.fromkeys(deps))
+        new = tuple(dict.fromkeys(deps)) if deps else NO_IDS  # most steps are leaves
         old = s.deps
         if old == new:
             return  # the usual re-add: counters and links are right already
-        old_ids, new_ids = set(old), set(new)
-        for d in old_ids - new_ids:
-            self._unlink(d, s.id)
-        for d in new_ids - old_ids:
-            self._link(d, s.id)
+        if old:
+            old_ids, new_ids = set(old), set(new)
+            for d in old_ids - new_ids:
+                self._unlink(d, s.id)
+            for d in new_ids - old_ids:
+                self._link(d, s.id)
+        else:  # the first dependencies (a fan-in's root has many): no sets to compare
+            for d in new:
+                self._link(d, s.id)
         s.deps = new
         self._recount(s)
 
@@ -464,13 +538,16 @@ class SchedulerState:
         s.n_blocking = blocking
 
     def _link(self, dep: str, step_id: str) -> None:
+        # Callers link only a dependency the step did not have: ``step_id`` is
+        # not among ``dep``'s dependents yet (looking would cost a comparison
+        # per dependent, for each of them: quadratic when a layer of steps all
+        # need the same few dozen).
         rdeps = self.rdeps
         users = rdeps.get(dep)
         if users is None:
             rdeps[dep] = (step_id,)
         elif type(users) is tuple:
-            if step_id not in users:
-                rdeps[dep] = users + (step_id,) if len(users) < _RDEPS_TUPLE_MAX else {*users, step_id}
+            rdeps[dep] = users + (step_id,) if len(users) < _RDEPS_TUPLE_MAX else {*users, step_id}
         else:
             users.add(step_id)
 
@@ -494,8 +571,9 @@ class SchedulerState:
     def add_worker_to_step(self, s: StepRecord, worker_id: str) -> None:
         """Record that ``worker_id`` can run the detached step ``s``."""
         if worker_id not in s.workers:
-            s.workers += (worker_id,)
-            self.workers[worker_id].steps.add(s.id)
+            w = self.workers[worker_id]
+            s.workers = s.workers + (worker_id,) if s.workers else w.alone
+            w.steps.add(s.id)
 
     def remove_worker_from_step(self, s: StepRecord, worker_id: str) -> None:
         if worker_id in s.workers:
@@ -504,8 +582,9 @@ class SchedulerState:
 
     def add_stakeholder(self, s: StepRecord, worker_id: str) -> None:
         if worker_id not in s.stakeholders:
-            s.stakeholders += (worker_id,)
-            self.workers[worker_id].stakes.add(s.id)
+            w = self.workers[worker_id]
+            s.stakeholders = s.stakeholders + (worker_id,) if s.stakeholders else w.alone
+            w.stakes.add(s.id)
 
     def remove_stakeholder(self, s: StepRecord, worker_id: str) -> None:
         if worker_id in s.stakeholders:
@@ -541,18 +620,7 @@ class SchedulerState:
             s.ready = False
             self.ready_ids.discard(s.id)
         if s.run_indexed:
-            used = self.used
-            for r, a in (s.used_contrib or {}).items():
-                left = used.get(r, 0) - a
-                if left:
-                    used[r] = left
-                else:
-                    used.pop(r, None)
-            s.used_contrib = None
-            workers = self.workers
-            for w_id in s.workers:
-                workers[w_id].running_member.discard(s.id)
-            s.run_indexed = False
+            self._unindex_running(s)
         if s.worker_running is not None:
             w = self.workers.get(s.worker_running)
             if w is not None:
@@ -581,21 +649,10 @@ class SchedulerState:
         else:
             s.heap_key = None
             s.heap_owners = ()
-        workers = self.workers
         if status is RUNNING:
-            held = s.resources_running if s.resources_running is not None else s.resources
-            if held:
-                contrib = dict(held)
-                used = self.used
-                for r, a in contrib.items():
-                    if a:
-                        used[r] = used.get(r, 0) + a
-                s.used_contrib = contrib
-            for w_id in s.workers:
-                workers[w_id].running_member.add(s.id)
-            s.run_indexed = True
+            self._index_running(s)
         if s.worker_running is not None:
-            workers[s.worker_running].running.add(s.id)
+            self.workers[s.worker_running].running.add(s.id)
         if s.batch_id is not None and status is BATCH_RUNNING:
             self.batches.setdefault(s.batch_id, set()).add(s.id)
         if not s.stakeholders and s.remove is None:
@@ -613,18 +670,62 @@ class SchedulerState:
             s.dl_remove = s.remove
             self.push_deadline(s.remove, "remove", s.id)
 
+    def _index_running(self, s: StepRecord) -> None:
+        # The RUNNING step's resources in use, and its place in running_member.
+        held = s.resources_running if s.resources_running is not None else s.resources
+        if held:
+            contrib = dict(held)
+            used = self.used
+            for r, a in contrib.items():
+                if a:
+                    used[r] = used.get(r, 0) + a
+            s.used_contrib = contrib
+        workers = self.workers
+        for w_id in s.workers:
+            workers[w_id].running_member.add(s.id)
+        s.run_indexed = True
+
+    def _unindex_running(self, s: StepRecord) -> None:
+        contrib = s.used_contrib
+        if contrib:
+            used = self.used
+            for r, a in contrib.items():
+                left = used.get(r, 0) - a
+                if left:
+                    used[r] = left
+                else:
+                    used.pop(r, None)
+        s.used_contrib = None
+        workers = self.workers
+        for w_id in s.workers:
+            workers[w_id].running_member.discard(s.id)
+        s.run_indexed = False
+
     def _count(self, s: StepRecord, sign: int) -> None:
         ws = s.workers
         if not ws:
             return
         workers = self.workers
-        unique = len(ws) == 1
-        for w_id in ws:
-            w = workers[w_id]
+        if len(ws) == 1:  # the usual case: the step is unique to its worker, and last scheduled by it
+            w = workers[ws[0]]
             w.n_pending += sign
-            if unique:
-                w.n_unique += sign
+            w.n_unique += sign
+            w.n_last += sign
+            return
+        for w_id in ws:
+            workers[w_id].n_pending += sign
         workers[next(reversed(ws))].n_last += sign
+
+    def _set_ready(self, s: StepRecord, ready: bool) -> None:
+        # What detach + attach do to an attached PENDING step whose readiness alone changes.
+        s.ready = ready
+        if ready:
+            self.ready_ids.add(s.id)
+            self._push_ready(s)
+        else:
+            self.ready_ids.discard(s.id)
+            s.heap_key = None
+            s.heap_owners = ()
 
     def _push_ready(self, s: StepRecord) -> None:
         resources = s.resources
@@ -710,10 +811,13 @@ class SchedulerState:
         steps = self.steps
         for rid in tuple(self.rdeps.get(step_id, ())):
             r = steps[rid]
-            if not d_block and r.n_unfinished and r.n_unfinished != d_done and r.attached:
-                # Still waiting for other dependencies: no index depends on the
-                # exact count (a fan-in root hears this from each of its leaves).
-                r.n_unfinished -= d_done
+            if not d_block and r.attached:
+                # Of the indexes, only readiness depends on n_unfinished (a
+                # fan-in root hears this from each of its leaves), and the
+                # dependent's own blocking does not change.
+                n = r.n_unfinished = r.n_unfinished - d_done
+                if r.status is PENDING and (n == 0) != r.ready:
+                    self._set_ready(r, n == 0)
                 continue
             was_attached = r.attached
             if was_attached:
