@@ -17,7 +17,7 @@ import time
 import pytest
 
 import trun
-from trun.progress import LogProgress, TerminalProgress, reporter_for
+from trun.progress import LogProgress, ProgressReporter, TerminalProgress, reporter_for
 
 CLEAR = "\r\x1b[K"
 
@@ -312,3 +312,148 @@ def test_counts_follow_each_step_through_its_transitions_without_recounting():
     reporter.on_started("a")
     reporter.on_finished("a", "DONE")
     assert reporter.counts() == ProgressCounts(total=3, done=2, running=0, pending=0, failed=0, missing=1)
+
+
+# -- the backlog: events wait until the counters are read -----------------------------
+# (on the base reporter, which reads its counters only when asked, whatever the log level)
+
+
+def _events(seed: int, n: int = 300):
+    """A random but plausible stream of reporter events over a few steps."""
+    import random
+
+    rng = random.Random(seed)
+    keys = [f"S{i}" for i in range(8)]
+    statuses = ["PENDING", "DONE", "FAILED", "UNKNOWN", "DISABLED", "RUNNING"]
+    for _ in range(n):
+        key = rng.choice(keys)
+        kind = rng.choice(("scheduled", "started", "finished"))
+        if kind == "scheduled":
+            yield kind, (key, rng.choice(statuses), rng.random() < 0.7)
+        elif kind == "started":
+            yield kind, (key,)
+        else:
+            yield kind, (key, rng.choice(statuses))
+
+
+def _snapshot(reporter):
+    return reporter.counts(), reporter.running_steps()
+
+
+class ReferenceCounts:
+    """The counting rules written plainly, applied as each event arrives."""
+
+    def __init__(self) -> None:
+        self.category: dict[str, str] = {}
+        self.runnable: dict[str, bool] = {}
+        self.running: dict[str, str] = {}
+
+    def on_scheduled(self, key, status, runnable):
+        self._set(key, status, runnable)
+        self.running.pop(key, None)
+
+    def on_started(self, key):
+        self.category[key] = "running"
+        self.runnable[key] = True
+        self.running[key] = key
+
+    def on_finished(self, key, status):
+        self._set(key, status, self.runnable.get(key, True))
+        self.running.pop(key, None)
+
+    def _set(self, key, status, runnable):
+        if status == "DONE":
+            category = "done"
+        elif status in ("RUNNING", "BATCH_RUNNING"):
+            category = "running"
+        elif status in ("FAILED", "UNKNOWN"):
+            category = "failed"
+        elif status == "DISABLED":
+            category = "disabled"
+        else:
+            category = "pending" if runnable else "missing"
+        self.category[key] = category
+        self.runnable[key] = runnable
+
+    def snapshot(self):
+        from trun.progress import ProgressCounts
+
+        values = list(self.category.values())
+        return ProgressCounts(len(values), *(values.count(c) for c in
+                                             ("done", "running", "pending", "failed", "missing", "disabled"))), \
+            list(self.running.values())
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_counters_read_late_equal_counters_read_after_every_event(seed):
+    reference = ReferenceCounts()
+    eager = ProgressReporter()  # read after every event: its backlog never holds more than one
+    lazy = ProgressReporter()  # read now and then: events wait in its backlog meanwhile
+    for i, (kind, args) in enumerate(_events(seed)):
+        for reporter in (reference, eager, lazy):
+            getattr(reporter, f"on_{kind}")(*args)
+        assert _snapshot(eager) == reference.snapshot()
+        if i % 17 == 0:
+            assert _snapshot(lazy) == reference.snapshot()
+    assert _snapshot(lazy) == reference.snapshot()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_backlog_nobody_reads_is_applied_as_it_fills(seed, monkeypatch):
+    import trun.progress as progress
+
+    monkeypatch.setattr(progress, "_BACKLOG_LIMIT", 3)
+    eager = ProgressReporter()
+    unread = ProgressReporter()
+    for kind, args in _events(seed):
+        getattr(eager, f"on_{kind}")(*args)
+        getattr(unread, f"on_{kind}")(*args)
+        eager.counts()
+        assert len(unread._backlog) < 3
+    assert _snapshot(unread) == _snapshot(eager)
+
+
+def test_an_event_arriving_while_the_backlog_is_applied_is_kept():
+    a, b = make_steps(2)
+    progress = ProgressReporter()
+
+    class ReportsWhenRead:
+        """A status whose str() (asked while the backlog is applied) brings in another event."""
+
+        def __str__(self) -> str:
+            progress.on_scheduled(b, "DONE", True)
+            return "PENDING"
+
+    progress.on_scheduled(a, ReportsWhenRead(), True)
+    assert progress.counts().total == 1  # b came in during that read: it waits for the next one
+    counts = progress.counts()
+    assert (counts.total, counts.pending, counts.done) == (2, 1, 1)
+
+
+def test_an_event_whose_status_cannot_be_read_is_dropped_once():
+    a, b = make_steps(2)
+    progress = ProgressReporter()
+
+    class Unreadable:
+        def __str__(self) -> str:
+            raise ValueError("no status")
+
+    progress.on_scheduled(a, "PENDING", True)
+    progress.on_scheduled(b, Unreadable(), True)
+    progress.on_finished(a, "DONE")
+    with pytest.raises(ValueError, match="no status"):
+        progress.counts()
+    counts = progress.counts()  # b's report is gone; a's finish, after it, still counts
+    assert (counts.total, counts.done) == (1, 1)
+
+
+def test_log_progress_below_info_applies_events_only_when_read(caplog):
+    (a,) = make_steps(1)
+    progress = LogProgress()
+    with caplog.at_level(logging.WARNING, logger="trun-interface"):
+        progress.on_scheduled(a, "PENDING", True)
+        progress.on_started(a)
+        progress.on_finished(a, "DONE")
+        assert len(progress._backlog) == 3  # nothing shown, nothing applied yet
+    assert (progress.counts().total, progress.counts().done) == (1, 1)
+    assert progress._backlog == []

@@ -7,6 +7,11 @@ These tests take the cases where the proof fails (a handler registered while
 a step runs, a class with its own ``trigger_event``, a property among the
 callbacks it hands the step, steps of two classes sharing a family) and
 check the general behaviour happens.
+
+Other shortcuts are written-out forms of a general one (the callbacks handed
+to a step, the settings handed to a StepProcess by position, the result of a
+step run in this process handled at once instead of queued); their tests pin
+down that both forms agree.
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ from trun.event import Event
 from trun.execution_summary import TrunRunResult, TrunStatusCode, _Partition, _steps_status
 from trun.scheduler import Scheduler
 from trun.step import externalize
+from trun.step_process import _FORWARDED_ATTRIBUTES, _FORWARDED_NAMES
 from trun.worker import Worker
 
 pytestmark = pytest.mark.filterwarnings("ignore:Step .* without outputs:UserWarning")
@@ -165,3 +171,145 @@ def test_the_quick_success_verdict_agrees_with_the_full_partition() -> None:
     assert result.status == TrunStatusCode.SUCCESS
     assert _steps_status(_Partition(list(w._add_step_history)).sets({})) == TrunStatusCode.SUCCESS
     assert "* 4 ran successfully:" in result.summary_text
+
+
+def test_the_callbacks_a_step_gets_are_the_reporter_methods_the_table_names() -> None:
+    class FpMessages(trun.Step):
+        accepts_messages = True
+
+    for step in (FpOk(i=0), FpMessages()):
+        with Worker(scheduler=Scheduler()) as w:
+            step_process = w._create_step_process(step)
+        reporter = step_process.status_reporter
+        before = dict(step.__dict__)
+        assert step_process._forward_attributes() is None  # the written-out way
+        forwarded = {name: value for name, value in step.__dict__.items() if name not in before}
+        assert forwarded == {step_attr: getattr(reporter, reporter_attr)
+                             for reporter_attr, step_attr in _FORWARDED_ATTRIBUTES}
+        assert set(forwarded) == set(_FORWARDED_NAMES)
+        step_process._restore_attributes(None)
+        assert step.__dict__ == before
+    assert FpMessages().scheduler_messages is None  # only while it runs
+
+
+class FpOk(trun.Step):
+    i = trun.IntParameter()
+
+
+def test_a_step_process_gets_each_worker_setting_in_its_place() -> None:
+    settings = dict(timeout=7.5, check_unfulfilled_deps=False, check_complete_on_run=True,
+                    cache_step_completion=True, step_process_context="some.Context")
+    with Worker(scheduler=Scheduler(), **settings) as w:
+        step_process = w._create_step_process(FpOk(i=1))
+        assert (step_process.step, step_process.worker_id) == (FpOk(i=1), w._id)
+        assert step_process.worker_timeout == 7.5
+        assert step_process.use_multiprocessing is True  # a timeout needs a child process
+        assert step_process.check_unfulfilled_deps is False
+        assert step_process.check_complete_on_run is True
+        assert step_process.completion_cache is w._step_completion_cache is not None
+        assert step_process.context == "some.Context"
+    with Worker(scheduler=Scheduler(), worker_processes=2) as w:
+        step_process = w._create_step_process(FpOk(i=1))
+        assert step_process.use_multiprocessing is True
+        assert (step_process.worker_timeout, step_process.check_unfulfilled_deps) == (None, True)
+        assert (step_process.check_complete_on_run, step_process.completion_cache, step_process.context) == (
+            False, None, None)
+
+
+class RecordingScheduler(Scheduler):
+    """Logs, in order, the reports it gets from its worker and the work it hands out."""
+
+    def __init__(self, log: list[tuple[str, str | None]]) -> None:
+        super().__init__()
+        self.log = log
+
+    def _add_local_reports(self, worker: str, steps: Any) -> None:
+        self.log.extend((str(report["status"]), report["step_id"]) for report in steps)
+        super()._add_local_reports(worker, steps)
+
+    def get_work(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        reply = super().get_work(*args, **kwargs)
+        self.log.append(("get_work", reply["step_id"]))
+        return reply
+
+
+class RecordingProgress:
+    def __init__(self, log: list[tuple[str, str | None]]) -> None:
+        self.log = log
+
+    def on_started(self, step: trun.Step) -> None:
+        self.log.append(("started", step.step_id))
+
+    def on_finished(self, step: trun.Step, status: str) -> None:
+        self.log.append(("finished " + status, step.step_id))
+
+
+def test_a_step_run_here_is_finished_and_reported_before_the_next_get_work() -> None:
+    ran: set[str] = set()
+
+    class FpFirst(trun.Step):
+        def complete(self) -> bool:
+            return self.step_id in ran
+
+        def run(self) -> None:
+            ran.add(self.step_id)
+
+    class FpSecond(FpFirst):
+        def requires(self) -> list[trun.Step]:
+            return [FpFirst()]
+
+    log: list[tuple[str, str | None]] = []
+    first, second = FpFirst().step_id, FpSecond().step_id
+    with Worker(scheduler=RecordingScheduler(log), wait_interval=0.01, wait_jitter=0) as w:
+        w.reporters.append(RecordingProgress(log))
+        assert w.add(FpSecond())
+        log.clear()
+        assert w.run()
+    assert log == [
+        ("get_work", first), ("started", first), ("finished DONE", first), ("DONE", first),
+        ("get_work", second), ("started", second), ("finished DONE", second), ("DONE", second),
+        ("get_work", None),
+    ]
+
+
+def test_a_class_naming_its_own_family_still_registers_its_batcher_once() -> None:
+    calls: list[str] = []
+
+    class CountingBatchers(Scheduler):
+        def add_step_batcher(self, worker: str, step_family: str, **kwargs: Any) -> None:
+            calls.append(step_family)
+            super().add_step_batcher(worker=worker, step_family=step_family, **kwargs)
+
+    class FpRenamed(trun.Step):
+        n = trun.IntParameter(batch_method=max)
+
+        @classmethod
+        def get_step_family(cls) -> str:
+            return "Renamed"
+
+    class FpRenamedRoot(trun.WrapperStep):
+        def requires(self) -> list[trun.Step]:
+            return [FpRenamed(n=n) for n in range(3)]
+
+    with Worker(scheduler=CountingBatchers(), wait_interval=0.01, wait_jitter=0) as w:
+        assert w.add(FpRenamedRoot())
+    assert calls == ["Renamed"]
+
+
+def test_dependency_present_fires_for_complete_dependencies_once_a_handler_exists() -> None:
+    present: list[int] = []
+
+    class FpDone(trun.Step):
+        i = trun.IntParameter()
+
+        def complete(self) -> bool:
+            return True
+
+    class FpNeedsDone(trun.Step):
+        def requires(self) -> list[trun.Step]:
+            return [FpDone(i=i) for i in range(3)]
+
+    FpDone.event_handler(Event.DEPENDENCY_PRESENT)(lambda step: present.append(step.i))
+    with Worker(scheduler=Scheduler(), wait_interval=0.01, wait_jitter=0) as w:
+        assert w.add(FpNeedsDone())
+    assert present == [0, 1, 2]

@@ -89,6 +89,53 @@ def test_gc_pacer_does_nothing_while_the_collector_is_disabled(unfrozen):
         gc.enable()
 
 
+def test_gc_pacer_after_full_collections_freezes_what_survived_one(unfrozen):
+    pacer = GcPacer(after_full_collections=True)
+    with pacer:
+        gc.unfreeze()  # as if nothing had been frozen yet
+        survivors = [[i] for i in range(1000)]
+        gc.collect(1)
+        assert gc.get_freeze_count() == 0  # only full collections
+        gc.collect()
+        assert gc.get_freeze_count() >= len(survivors)
+        assert pacer._freeze_after_full_collection in gc.callbacks
+    assert pacer._freeze_after_full_collection not in gc.callbacks
+    assert gc.get_freeze_count() == 0
+
+
+def test_gc_pacer_leaves_full_collections_alone_by_default(unfrozen):
+    with GcPacer():
+        gc.unfreeze()
+        gc.collect()
+        assert gc.get_freeze_count() == 0
+
+
+def test_gc_pacer_that_does_not_own_the_freeze_adds_no_callback(unfrozen):
+    gc.freeze()
+    callbacks = list(gc.callbacks)
+    with GcPacer(after_full_collections=True):
+        assert gc.callbacks == callbacks
+
+
+def test_worker_freezes_after_full_collections_while_walking_the_graph_only(unfrozen):
+    seen: dict[str, int] = {}
+    before = len(gc.callbacks)
+
+    class GcWalked(trun.Step):
+        def complete(self):
+            seen.setdefault("walk", len(gc.callbacks))
+            return False
+
+        def run(self):
+            seen["run"] = len(gc.callbacks)
+
+    with Worker(scheduler=Scheduler(), wait_interval=0.01, wait_jitter=0) as worker:
+        assert worker.add(GcWalked())
+        assert worker.run()
+    assert seen == {"walk": before + 1, "run": before}
+    assert len(gc.callbacks) == before
+
+
 def test_worker_add_and_run_leave_the_collector_unfrozen(unfrozen):
     done: set = set()
     link = make_chain("Gc", done)

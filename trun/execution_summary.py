@@ -276,8 +276,9 @@ def _all_succeeded(history: list[tuple[Any, Any, Any]]) -> TrunStatusCode | None
     if len({cls.get_step_family() for cls in classes}) != len(classes):
         return None
     step_ids = list(map(_step_id_of, steps))
-    pending = set(itertools.compress(step_ids, map(_is_pending, statuses)))
-    if not pending <= set(itertools.compress(step_ids, map(_is_done, statuses))):
+    done = set(itertools.compress(step_ids, map(_is_done, statuses)))
+    # issuperset() of an iterator: no second set of (about) every id of the run.
+    if not done.issuperset(itertools.compress(step_ids, map(_is_pending, statuses))):
         return None
     return TrunStatusCode.SUCCESS
 

@@ -97,8 +97,20 @@ def _category_of(status: Any, runnable: bool) -> str:
     return category
 
 
+# Kinds of events waiting in a reporter's backlog.
+_SCHEDULED, _STARTED, _FINISHED = range(3)
+
+# Events applied to the counters at once, at the latest (see ProgressReporter._backlog).
+_BACKLOG_LIMIT = 1000
+
+
 class ProgressReporter:
-    """Base reporter: keeps the latest status of each step; subclasses decide how to show it."""
+    """Base reporter: keeps the latest status of each step; subclasses decide how to show it.
+
+    Events are queued and applied to the counters when they are read
+    (:meth:`counts`, :meth:`running_steps`), or every ``_BACKLOG_LIMIT``
+    events: a reporter that shows nothing for most events pays little for them.
+    """
 
     #: False when ``_changed`` ignores events other than ``on_finished`` (then not called for them).
     _changed_on_every_event = True
@@ -112,58 +124,79 @@ class ProgressReporter:
         # Counters kept as events arrive: recounting every step on each event would
         # make a run quadratic in its number of steps.
         self._tally: dict[str, int] = dict.fromkeys(_CATEGORIES, 0)
+        # Events not applied to the state above yet, oldest first, as (kind, key,
+        # step, status, runnable); see _catch_up. LogProgress below INFO never
+        # reads the counters: there, an event costs an append and, once, its share
+        # of one pass over _BACKLOG_LIMIT events.
+        self._backlog: list[tuple[int, str, Any, Any, bool]] = []
         self._lock = threading.RLock()
 
-    def _set(self, key: str, status: Any, runnable: bool) -> None:
-        categories = self._categories
-        tally = self._tally
-        old = categories.get(key)
-        if old is not None:
-            tally[old] -= 1
-        category = _category_memo[runnable].get(status) or _category_of(status, runnable)
-        categories[key] = category
-        tally[category] += 1
-        if not runnable:
-            self._not_runnable.add(key)
-        elif self._not_runnable:
-            self._not_runnable.discard(key)
+    def _catch_up(self) -> None:
+        """Apply the backlog of events to the state, in order."""
+        with self._lock:
+            backlog = self._backlog
+            # Appends from other threads meanwhile land after `applied` and are kept.
+            applied = len(backlog)
+            if not applied:
+                return
+            categories = self._categories
+            tally = self._tally
+            running = self._running
+            not_runnable = self._not_runnable
+            memo = _category_memo
+            taken = 0
+            try:
+                for kind, key, step, status, runnable in backlog[:applied]:
+                    taken += 1
+                    if kind == _STARTED:
+                        category = "running"
+                        running[key] = step
+                    else:
+                        if kind == _FINISHED:
+                            runnable = key not in not_runnable
+                        category = memo[runnable].get(status) or _category_of(status, runnable)
+                        if running:
+                            running.pop(key, None)
+                    old = categories.get(key)
+                    if old is not None:
+                        tally[old] -= 1
+                    categories[key] = category
+                    tally[category] += 1
+                    if not runnable:
+                        not_runnable.add(key)
+                    elif not_runnable:
+                        not_runnable.discard(key)
+            finally:
+                # An event that raises (a status whose str() fails) goes too, unapplied,
+                # as when events were applied on arrival: the next read does not fail again.
+                del backlog[:taken]
 
     # -- events from the worker ---------------------------------------------------
 
     def on_scheduled(self, step: Any, status: Any, runnable: bool) -> None:
         """The worker reported ``step`` to the scheduler with ``status``."""
-        with self._lock:
-            key = getattr(step, "step_id", None) or str(step)
-            self._set(key, status, bool(runnable))
-            if self._running:
-                self._running.pop(key, None)
+        backlog = self._backlog
+        backlog.append((_SCHEDULED, getattr(step, "step_id", None) or str(step), step, status, bool(runnable)))
+        if len(backlog) >= _BACKLOG_LIMIT:
+            self._catch_up()
         if self._changed_on_every_event:
             self._changed(step, None)
 
     def on_started(self, step: Any) -> None:
         """``step`` is about to run."""
-        with self._lock:
-            key = getattr(step, "step_id", None) or str(step)
-            # self._set(key, "RUNNING", True), written out: once for every step run.
-            categories = self._categories
-            tally = self._tally
-            old = categories.get(key)
-            if old is not None:
-                tally[old] -= 1
-            categories[key] = "running"
-            tally["running"] += 1
-            if self._not_runnable:
-                self._not_runnable.discard(key)
-            self._running[key] = step
+        backlog = self._backlog
+        backlog.append((_STARTED, getattr(step, "step_id", None) or str(step), step, None, True))
+        if len(backlog) >= _BACKLOG_LIMIT:
+            self._catch_up()
         if self._changed_on_every_event:
             self._changed(step, None)
 
     def on_finished(self, step: Any, status: Any) -> None:
         """``step`` stopped running with ``status``."""
-        with self._lock:
-            key = getattr(step, "step_id", None) or str(step)
-            self._set(key, status, key not in self._not_runnable)
-            self._running.pop(key, None)
+        backlog = self._backlog
+        backlog.append((_FINISHED, getattr(step, "step_id", None) or str(step), step, status, True))
+        if len(backlog) >= _BACKLOG_LIMIT:
+            self._catch_up()
         self._changed(step, str(status))
 
     def close(self) -> None:
@@ -174,6 +207,7 @@ class ProgressReporter:
     def counts(self) -> ProgressCounts:
         """A snapshot of the counters."""
         with self._lock:
+            self._catch_up()
             t = self._tally
             return ProgressCounts(len(self._categories), t["done"], t["running"], t["pending"], t["failed"],
                                   t["missing"], t["disabled"])
@@ -181,6 +215,7 @@ class ProgressReporter:
     def running_steps(self) -> list[Any]:
         """Steps running now, oldest first."""
         with self._lock:
+            self._catch_up()
             return list(self._running.values())
 
     def _changed(self, step: Any, finished_status: str | None) -> None:

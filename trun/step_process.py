@@ -338,7 +338,7 @@ class StepProcess:
     #: Set once the worker has a result for this run (from the child or its own verdict).
     result_received = False
 
-    def __init__(self, step: Step, worker_id: str, status_reporter: StepStatusReporter, *,
+    def __init__(self, step: Step, worker_id: str, status_reporter: StepStatusReporter,
                  use_multiprocessing: bool = False, worker_timeout: float = 0,
                  check_unfulfilled_deps: bool = True, check_complete_on_run: bool = False,
                  completion_cache: dict[str, bool] | None = None, context: str | None = None) -> None:
@@ -452,12 +452,15 @@ class StepProcess:
             return "".join(traceback.format_exception(type(ex), ex, ex.__traceback__))
 
     def _missing_dependencies(self) -> list[str]:
+        deps = self.step.deps()
+        if not deps:
+            return []
         missing = []
         # Without a completion cache, check_complete() is complete(): called directly, as
         # this runs for every dependency of every step (100,000 for a big fan-in's root).
         direct = self.completion_cache is None and "check_complete" not in self.__dict__ and (
             type(self).check_complete is StepProcess.check_complete)
-        for dep in self.step.deps():
+        for dep in deps:
             if dep.complete() if direct else self.check_complete(dep):
                 continue
             try:
@@ -474,8 +477,12 @@ class StepProcess:
         state = step.__dict__
         if state.keys().isdisjoint(_FORWARDED_NAMES) and _plain_attribute_setting(type(step)):
             # The usual case: nothing to save, and setattr would only write the instance dict.
-            for reporter_attr, step_attr in _FORWARDED_ATTRIBUTES:
-                state[step_attr] = getattr(reporter, reporter_attr)
+            # _FORWARDED_ATTRIBUTES written out (a loop of getattr() costs more, once per step).
+            state["set_tracking_url"] = reporter.update_tracking_url
+            state["set_status_message"] = reporter.update_status_message
+            state["set_progress_percentage"] = reporter.update_progress_percentage
+            state["decrease_running_resources"] = reporter.decrease_running_resources
+            state["scheduler_messages"] = reporter.scheduler_messages
             return None
         saved = []
         for reporter_attr, step_attr in _FORWARDED_ATTRIBUTES:

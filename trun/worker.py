@@ -61,6 +61,7 @@ import json
 import logging
 import multiprocessing
 import multiprocessing.connection
+import operator
 import os
 import random
 import signal
@@ -193,6 +194,7 @@ class GetWorkResponse(NamedTuple):
 
 
 _new_tuple = tuple.__new__
+_step_id_of = operator.attrgetter("step_id")
 
 
 def _retry_policy_dict(step: Step) -> dict[str, Any]:
@@ -347,6 +349,7 @@ class Worker:
         self._add_buffer_since = 0.0
         self._spawn_reason_logged = False
         self._gc_pacer = GcPacer()
+        self._walk_gc_pacer = GcPacer(after_full_collections=True)  # see GcPacer: not while steps run
         self._get_work_takes_reports: bool | None = None
         self._local_reports_method: Any = False  # False: not looked up yet (see _local_reports)
 
@@ -484,17 +487,18 @@ class Worker:
         """``get_work``, carrying the buffered reports along when the scheduler allows (one round trip)."""
         reports = self._add_buffer
         if reports:
-            if self._scheduler_takes_reports():
+            local = self._local_reports()
+            if local is not None:
+                # _flush_add_buffer() for the in-process scheduler, whose lock the caller holds
+                # (such a scheduler's get_work never takes reports: see _scheduler_takes_reports).
+                self._add_buffer = []
+                self._add_buffer_since = time.monotonic()
+                local(self._id, reports)
+            elif self._scheduler_takes_reports():
                 self._add_buffer = []
                 self._add_buffer_since = time.monotonic()
                 return self._scheduler.get_work(worker=self._id, host=self.host, assistant=self._assistant,
                                                 current_steps=list(self._running_steps), reports=reports)
-            local = self._local_reports()
-            if local is not None:
-                # _flush_add_buffer() for the in-process scheduler, whose lock the caller holds.
-                self._add_buffer = []
-                self._add_buffer_since = time.monotonic()
-                local(self._id, reports)
             else:
                 self._flush_add_buffer()
         return self._scheduler.get_work(worker=self._id, host=self.host, assistant=self._assistant,
@@ -758,7 +762,8 @@ class Worker:
             ping_thread_started = self._ping_thread is None
             self._ensure_ping_thread()
         current = roots[0]
-        pacer = self._gc_pacer
+        # A walk inside run() (dynamic dependencies) keeps run()'s pace.
+        pacer = self._gc_pacer if self._gc_pacer.active else self._walk_gc_pacer
         reports = self._buffered_reports()
         try:
             reports.__enter__()
@@ -853,7 +858,8 @@ class Worker:
                 status, runnable = UNKNOWN, False
             elif is_complete:
                 status, runnable = DONE, False
-                step.trigger_event(Event.DEPENDENCY_PRESENT, step)
+                if not _no_event_handlers(step, Event.DEPENDENCY_PRESENT):
+                    step.trigger_event(Event.DEPENDENCY_PRESENT, step)
             elif is_external(step):
                 status, runnable = PENDING, bool(self._config.retry_external_steps)
                 step.trigger_event(Event.DEPENDENCY_MISSING, step)
@@ -866,7 +872,8 @@ class Worker:
                         # A class made by Register is a Step class; anything else gets the full check.
                         if type(type(dep)) is not Register:
                             validate_requirement(step, dep)
-                    self._add_step_batcher(step, facts)
+                    if facts.family not in self._batch_families_sent:  # None: the class names its own
+                        self._add_step_batcher(step, facts)
                 except Exception as ex:
                     formatted_traceback = traceback.format_exc()
                     self.add_succeeded = False
@@ -886,7 +893,7 @@ class Worker:
                     if _no_event_handlers(step, Event.DEPENDENCY_DISCOVERED):
                         break  # a fan-in of 100,000 would otherwise make as many empty calls
                     step.trigger_event(Event.DEPENDENCY_DISCOVERED, step, dep)
-                dep_ids = [dep.step_id for dep in deps]
+                dep_ids = list(map(_step_id_of, deps))
 
         step_id = step.step_id
         self._scheduled_steps[step_id] = step
@@ -1018,15 +1025,13 @@ class Worker:
             accepts_messages = step.accepts_messages
         inbox = SchedulerMessageQueue() if accepts_messages else None
         reporter = StepStatusReporter(self._scheduler_calls, step.step_id, self._id, inbox)
-        return StepProcess(
-            step, self._id, reporter,
-            use_multiprocessing=self._config.force_multiprocessing or self.worker_processes > 1,
-            worker_timeout=self._config.timeout,
-            check_unfulfilled_deps=self._config.check_unfulfilled_deps,
-            check_complete_on_run=self._config.check_complete_on_run,
-            completion_cache=self._step_completion_cache,
-            context=self._config.step_process_context,
-        )
+        config = self._config
+        use_multiprocessing = config.force_multiprocessing or self.worker_processes > 1
+        # Positional, in the order of StepProcess's parameters: calling a class with
+        # keywords first packs them into a dict, a good part of this call's cost.
+        return StepProcess(step, self._id, reporter, use_multiprocessing, config.timeout,
+                           config.check_unfulfilled_deps, config.check_complete_on_run,
+                           self._step_completion_cache, config.step_process_context)
 
     def _run_step(self, step_id: str) -> None:
         if step_id in self._running_steps:
@@ -1042,7 +1047,10 @@ class Worker:
         if not step_process.use_multiprocessing:
             if self._ping_thread is None:
                 self._ensure_ping_thread()
-            self._finished_results.append(step_process.run())
+            # Handled at once rather than queued: run() would take it off the queue
+            # before asking for more work anyway (it runs a step here only when no
+            # other step is running).
+            self._handle_result(step_process.run())
             return
         try:
             step_process.start(self._mp_context("running steps"))
@@ -1121,7 +1129,7 @@ class Worker:
         """
         self._idle_since = None
         finished = self._finished_results
-        while finished:  # a step that ran in this process: its result is here already
+        while finished:  # results already in (e.g. of a child that could not be started)
             if self._handle_result(finished.popleft()):
                 return
         deadline = time.monotonic() + self._config.wait_interval
