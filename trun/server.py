@@ -415,6 +415,9 @@ class _ApiRequests(tornado.httputil.HTTPServerConnectionDelegate):
         return _ApiRequest(self._server, request_conn)
 
 
+_NO_HEADERS = tornado.httputil.HTTPHeaders()
+
+
 class _ApiRequest(tornado.httputil.HTTPMessageDelegate):
     """One ``/api/<method>`` request: read the body, call the scheduler, journal, answer.
 
@@ -433,7 +436,7 @@ class _ApiRequest(tornado.httputil.HTTPMessageDelegate):
         self._received = 0
         self._too_large = False
         self._start_line: tornado.httputil.RequestStartLine | None = None
-        self._headers = tornado.httputil.HTTPHeaders()
+        self._headers: tornado.httputil.HTTPHeaders = _NO_HEADERS  # until headers_received()
         self._started = 0.0
 
     def headers_received(self, start_line: tornado.httputil.RequestStartLine | tornado.httputil.ResponseStartLine,
@@ -510,7 +513,7 @@ class _ApiRequest(tornado.httputil.HTTPMessageDelegate):
         reason = tornado.httputil.responses.get(status, "Unknown")
         self._connection.write_headers(tornado.httputil.ResponseStartLine("HTTP/1.1", status, reason), answer, data)
         self._connection.finish()
-        _log_api_request(status, self._start_line, self._headers, time.monotonic() - self._started)
+        _log_api_request(status, self._start_line, time.monotonic() - self._started)
 
 
 class RootPathHandler(_JsonErrorsMixin):
@@ -541,8 +544,7 @@ def _log_request(handler: tornado.web.RequestHandler) -> None:
     _log_status(handler.get_status(), handler._request_summary, handler.request.request_time())
 
 
-def _log_api_request(status: int, start_line: tornado.httputil.RequestStartLine | None,
-                     headers: tornado.httputil.HTTPHeaders, seconds: float) -> None:
+def _log_api_request(status: int, start_line: tornado.httputil.RequestStartLine | None, seconds: float) -> None:
     def summary() -> str:
         if start_line is None:
             return "?"

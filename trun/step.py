@@ -50,7 +50,7 @@ from trun.parameter import (
     ParameterVisibility,
     UnconsumedParameterWarning,
 )
-from trun.step_construction import _PRESET_KEY, _collect_params, _list_to_tuple, _ParamSpec, _resolve_params, _same_call
+from trun.step_construction import _collect_params, _list_to_tuple, _ParamSpec, _resolve_params, _same_call
 from trun.step_register import _SAME_AS_PYTHON_MODULE, Register
 
 __all__ = [
@@ -122,6 +122,9 @@ _event_dispatch_cache: dict[tuple[type, str], tuple[Callable[..., Any], ...]] = 
 # Whether any event handler is registered for any class (kept by event_handler
 # and remove_event_handler).
 _handlers_registered = False
+
+# Key under which Register.__call__ hands already resolved values to __init__.
+_PRESET_KEY = "_trun_preset_values"
 
 # Type checkers read the field specifier from the decorator in step_register;
 # at run time it can only be filled in once trun.parameter is imported.

@@ -45,10 +45,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("trun-interface")
 
-# Key under which Register.__call__ hands already resolved values to __init__.
-_PRESET_KEY = "_trun_preset_values"
-
-
 def _list_to_tuple(value: Any) -> Any:
     # Lists and sets become tuples so that instances can be hashed and cached.
     if isinstance(value, (list, set)):
@@ -268,15 +264,6 @@ class _ParamSpec:
         if any(map(isinstance, values, _LIST_OR_SET)):
             return tuple([tuple(value) if isinstance(value, (list, set)) else value for value in values])
         return tuple(values)
-
-        instance = cls.__new__(cls, *args, **kwargs)
-        if isinstance(instance, cls):
-            instance.__dict__[_PRESET_KEY] = (args, kwargs, values)
-            try:
-                instance.__init__(*args, **kwargs)
-            finally:
-                instance.__dict__.pop(_PRESET_KEY, None)
-        return instance
 
 
 _NEW_FROM_CALL_TEMPLATE = """\
