@@ -154,6 +154,46 @@ class ReadsItsLockedFile(trun.Step):
             out.write(str(os.getpid()))
 
 
+class LeavesAThreadBehind(trun.Step):
+    """Sends its result, but a non-daemon thread keeps its process alive for a minute."""
+
+    path = trun.Parameter()
+
+    def output(self) -> Any:
+        return trun.LocalTarget(os.path.join(self.path, "lingerer.pid"))
+
+    def run(self) -> None:
+        threading.Thread(target=time.sleep, args=(60,), daemon=False).start()
+        with self.output().open("w") as out:
+            out.write(str(os.getpid()))
+
+
+class RunsAfterTheLingerer(trun.Step):
+    """Records whether the process of the step it requires was still alive when it ran."""
+
+    path = trun.Parameter()
+
+    def requires(self) -> Any:
+        return LeavesAThreadBehind(self.path)
+
+    def output(self) -> Any:
+        return trun.LocalTarget(os.path.join(self.path, "lingerer-alive-when-next-ran"))
+
+    def run(self) -> None:
+        pid = int(Path(self.path, "lingerer.pid").read_text())
+        with self.output().open("w") as out:
+            out.write(str(_is_running(pid)))
+
+
+def _is_running(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 # -- running in children -------------------------------------------------------------
 
 
@@ -173,6 +213,28 @@ def test_two_worker_processes_run_two_steps_at_the_same_time(tmp_path: Path) -> 
         w.add(WaitsForPartner(str(tmp_path), "b", "a"))
         assert w.run()
     assert (tmp_path / "a").exists() and (tmp_path / "b").exists()
+
+
+def test_next_step_starts_while_the_child_of_the_last_one_is_still_exiting(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Tearing a child down costs time in proportion to the worker's memory: not the worker's to wait for.
+    monkeypatch.setattr("trun.worker.EXIT_GRACE_SECONDS", 3.0)
+    with make_worker(worker_processes=2) as w:
+        w.add(RunsAfterTheLingerer(str(tmp_path)))
+        assert w.run()
+    assert (tmp_path / "lingerer-alive-when-next-ran").read_text() == "True"
+
+
+def test_child_alive_after_its_result_is_terminated_when_its_grace_ends(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr("trun.worker.EXIT_GRACE_SECONDS", 0.5)
+    started = time.monotonic()
+    with make_worker(worker_processes=2) as w:
+        w.add(LeavesAThreadBehind(str(tmp_path)))
+        assert w.run()
+    assert time.monotonic() - started < 30, "the worker waited for the thread instead of terminating the child"
+    assert not _is_running(int((tmp_path / "lingerer.pid").read_text()))
+    assert "is still alive after sending its result; terminating it" in caplog.text
 
 
 def test_force_multiprocessing_runs_the_only_step_in_a_child(tmp_path: Path) -> None:

@@ -66,6 +66,9 @@ __all__ = [
 
 logger = logging.getLogger("trun-interface")
 
+#: How long a child that sent its result may take to exit before it is terminated.
+EXIT_GRACE_SECONDS = 2.0
+
 #: Scheduler methods a step (through its status reporter) may have the worker
 #: call on its behalf. Anything else arriving from a child is refused.
 REPORTER_METHODS = frozenset({
@@ -581,25 +584,47 @@ class StepProcess:
             with contextlib.suppress(psutil.NoSuchProcess):
                 child.kill()
 
-    def close(self) -> None:
-        """Release the pipes and reap the child once the worker is done with this run."""
+    def close(self, wait: bool = True) -> bool:
+        """Release the pipes, and reap the child if it has exited; True once nothing is left to reap.
+
+        With ``wait`` (the default) this waits up to :data:`EXIT_GRACE_SECONDS`
+        for the child to exit. Without it, a child still exiting is left for
+        :meth:`reap`: tearing down a process costs time in proportion to its
+        memory, which a worker need not spend waiting.
+        """
         if self.result_conn is not None:
             self.result_conn.close()
             self.result_conn = None
         inbox = self.status_reporter.scheduler_messages
         if inbox is not None:
             inbox.close()
-        if self.process is not None:
-            # A child that sent its result exits at once, unless the step left
-            # a non-daemon thread behind: then it would never exit by itself.
-            self.process.join(timeout=2)
-            if self.process.is_alive():
-                logger.warning("The process of %s is still alive after sending its result; terminating it",
-                               self.step)
-                self.terminate()
-            if self.process.exitcode is not None:
-                self.process.close()
-            self.process = None
+        if self.process is None:
+            return True
+        if wait:
+            self.process.join(timeout=EXIT_GRACE_SECONDS)
+        return self.reap(terminate=wait)
+
+    def reap(self, terminate: bool = False, timeout: float = 0.0) -> bool:
+        """Collect the exit of a child that already sent its result; True once it is reaped.
+
+        Waits up to ``timeout`` seconds. With ``terminate``, a child still alive
+        then is terminated: it left a non-daemon thread behind, and would never
+        exit by itself.
+        """
+        process = self.process
+        if process is None:
+            return True
+        if timeout > 0:
+            process.join(timeout=timeout)
+        if process.exitcode is None:
+            if not terminate:
+                return False
+            logger.warning("The process of %s is still alive after sending its result; terminating it", self.step)
+            self.terminate()
+        if process.exitcode is not None:
+            process.close()
+        self.process = None
+        return True
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)

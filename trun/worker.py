@@ -78,6 +78,7 @@ from trun import parameter
 from trun.event import Event
 from trun.step import Config, Register, Step, _class_facts, _no_event_handlers, validate_requirement
 from trun.step_process import (
+    EXIT_GRACE_SECONDS,
     REPORTER_METHODS,
     SchedulerMessage,
     SchedulerMessageQueue,
@@ -332,6 +333,8 @@ class Worker:
 
         #: step id -> StepProcess for every step running now.
         self._running_steps: dict[str, StepProcess] = {}
+        #: (deadline, process) of children that sent their result and may still be exiting.
+        self._exiting_children: list[tuple[float, StepProcess]] = []
         self._finished_results: collections.deque[StepResult] = collections.deque()
 
         # Read by trun.execution_summary.
@@ -373,6 +376,7 @@ class Worker:
             if step_process.is_alive():
                 step_process.terminate()
             step_process.close()
+        self._reap_exited_children(wait=True)
         if self._previous_sigusr1 is not None:
             with contextlib.suppress(AttributeError, ValueError, TypeError):
                 signal.signal(signal.SIGUSR1, self._previous_sigusr1)
@@ -1104,6 +1108,27 @@ class Worker:
             step_process.result_received = True
             self._finished_results.append(StepResult(step_id, FAILED, error_msg, [], []))
 
+    def _reap_exited_children(self, wait: bool = False) -> None:
+        """Reap the children that sent their result and have exited since, without waiting for them.
+
+        A child tears its memory down after sending its result, which takes
+        time in proportion to the worker's size (the child is a copy of it):
+        the worker starts the next step meanwhile. A child still alive
+        :data:`EXIT_GRACE_SECONDS` after its result left a non-daemon thread
+        behind and is terminated. With ``wait`` (when the worker stops) each is
+        waited for, up to the end of its grace.
+        """
+        exiting = self._exiting_children
+        if not exiting:
+            return
+        still_exiting = []
+        for deadline, step_process in exiting:
+            now = time.monotonic()
+            timeout = deadline - now if wait else 0.0
+            if not step_process.reap(terminate=wait or now >= deadline, timeout=timeout):
+                still_exiting.append((deadline, step_process))
+        self._exiting_children = still_exiting
+
     def _wait_for_children(self, timeout: float) -> None:
         waitables: list[Any] = []
         for step_process in self._running_steps.values():
@@ -1128,6 +1153,7 @@ class Worker:
         it yielded new dynamic dependencies; or its process died or timed out.
         """
         self._idle_since = None
+        self._reap_exited_children()
         finished = self._finished_results
         while finished:  # results already in (e.g. of a child that could not be started)
             if self._handle_result(finished.popleft()):
@@ -1202,7 +1228,8 @@ class Worker:
             report["param_visibilities"] = facts.param_visibilities or self._param_visibilities_of(step, facts)
         self._send_report(step, report)
         self._running_steps.pop(step_id)
-        step_process.close()
+        if not step_process.close(wait=False):
+            self._exiting_children.append((time.monotonic() + EXIT_GRACE_SECONDS, step_process))
         if status == DONE and self._step_completion_cache is not None:
             self._step_completion_cache[step_id] = True
         if self.reporters:
@@ -1319,6 +1346,7 @@ class Worker:
             while self._running_steps:
                 logger.debug("Shut down Worker, %d more steps to go", len(self._running_steps))
                 self._handle_next_step()
+            self._reap_exited_children(wait=True)
         finally:
             try:
                 reports.__exit__(None, None, None)
