@@ -341,6 +341,44 @@ def test_chain_of_10000_steps_is_scheduled_and_run_without_recursion() -> None:
     assert len(done) == 10000
 
 
+def test_worker_keeps_only_the_get_work_answers_without_a_step() -> None:
+    # The execution summary reads only those; a record per step run is memory that grows with the run.
+    done: set[int] = set()
+
+    class WkHistoryLeaf(trun.Step):
+        i = trun.IntParameter()
+
+        def complete(self) -> bool:
+            return self.i in done
+
+        def run(self) -> None:
+            done.add(self.i)
+
+    with make_worker() as w:
+        assert w.add_all([WkHistoryLeaf(i) for i in range(50)])
+        assert w.run()
+    assert len(done) == 50
+    assert w._get_work_response_history == [{"step_id": None, "running_steps": ()}]
+
+
+def test_report_history_reads_like_the_list_of_triples_it_was_given() -> None:
+    from trun.worker import ReportHistory
+
+    class WkHistoryItem(trun.Step):
+        i = trun.IntParameter()
+
+    history = ReportHistory()
+    triples = [(WkHistoryItem(1), PENDING, True), (WkHistoryItem(2), DONE, False),
+               (WkHistoryItem(1), DONE, None), (WkHistoryItem(3), "SOMETHING ELSE", True)]
+    for triple in triples:
+        history.append(triple)
+    assert list(history) == triples
+    assert history == triples
+    assert len(history) == 4 and bool(history)
+    assert history[1] == triples[1] and history[-1] == triples[-1]
+    assert not ReportHistory()
+
+
 def test_cache_step_completion_skips_complete_of_finished_dependencies() -> None:
     calls: list[str] = []
 

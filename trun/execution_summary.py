@@ -17,8 +17,8 @@
 It is built only from the worker's records, read duck-typed so any worker with
 the same shapes works: ``_add_step_history`` (every ``(step, status,
 runnable)`` the worker reported to the scheduler), ``_get_work_response_history``
-(``get_work`` answers, whose ``running_steps`` reveal steps other workers were
-running), ``_scheduled_steps`` (step id → step) and ``_id``.
+(the ``get_work`` answers that gave no step, whose ``running_steps`` reveal
+steps other workers were running), ``_scheduled_steps`` (step id → step) and ``_id``.
 
 Hazards: classifying "left pending" steps walks ``_requires()`` of each such
 step, so user code runs here once more; steps are grouped by ``step_family`` and
