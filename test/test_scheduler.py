@@ -1854,6 +1854,25 @@ def test_drain_changes_returns_records_of_changed_steps_once(sch):
     assert sch.drain_changes() == {}
 
 
+def test_scheduler_without_recorded_changes_refuses_to_drain_them(clock):
+    sch = Checked(Scheduler(clock=clock, record_changes=False, **TEST_CONFIG))
+    sch.add_step(worker=W, step_id="A", deps=["B"])
+    sch.add_step(worker=W, step_id="B")
+    assert work(sch) == "B"
+    sch.add_step(worker=W, step_id="B", status=DONE)
+    assert work(sch) == "A"
+    with pytest.raises(RuntimeError, match="record_changes=True"):
+        sch.drain_changes()
+
+
+def test_in_process_scheduler_of_build_records_no_changes():
+    from trun.interface import _WorkerSchedulerFactory
+
+    sch = _WorkerSchedulerFactory().create_local_scheduler()
+    with pytest.raises(RuntimeError, match="does not record its changes"):
+        sch.drain_changes()
+
+
 def test_drain_changes_reports_removed_steps_as_none(sch, clock):
     sch.add_step(worker=W, step_id="A")
     clock.set(20)

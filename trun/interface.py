@@ -103,9 +103,9 @@ class _WorkerSchedulerFactory:
     """Creates the scheduler and worker for a run; pass your own to ``build``/``run`` to customise."""
 
     def create_local_scheduler(self) -> Any:
-        """An in-process scheduler that prunes as it goes and records no history."""
+        """An in-process scheduler that prunes as it goes and records no history (nor changes to journal)."""
         from trun import scheduler
-        return scheduler.Scheduler(prune_on_get_work=True, record_step_history=False)
+        return scheduler.Scheduler(prune_on_get_work=True, record_step_history=False, record_changes=False)
 
     def create_remote_scheduler(self, url: str) -> Any:
         """A client for the ``trund`` at ``url``."""

@@ -168,12 +168,16 @@ def _interned(step_id: str, deps: Sequence[str] | None, new_deps: Sequence[str] 
 class Scheduler(SchedulerQueries):
     """Holds the state of all steps and workers and answers the RPC methods.
 
-    ``Scheduler(config=None, resources=None, step_history_impl=None, clock=time.time, **kwargs)``:
+    ``Scheduler(config=None, resources=None, step_history_impl=None, clock=time.time,
+    record_changes=True, **kwargs)``:
     ``kwargs`` override ``[scheduler]`` keys (``retry_delay=100``...), ``config`` may
     be a :class:`SchedulerConfig`, a mapping or an object with those attributes
     (then the configuration files are not read), ``resources`` replaces the
     ``[resources]`` totals (a resource without a total has 1), and
     ``step_history_impl`` receives ``step_scheduled/started/finished`` calls.
+    With ``record_changes=False`` the scheduler keeps no list of changed steps
+    for :meth:`iter_changes` (which trund journals): the in-process scheduler
+    of ``build()`` has no journal.
     """
 
     #: Whether the status changes every step goes through take their dedicated
@@ -182,11 +186,12 @@ class Scheduler(SchedulerQueries):
     _fast_paths = True
 
     def __init__(self, config: Any = None, resources: Mapping[str, int] | None = None,
-                 step_history_impl: Any = None, clock: Callable[[], float] = time.time, **kwargs: Any) -> None:
+                 step_history_impl: Any = None, clock: Callable[[], float] = time.time,
+                 record_changes: bool = True, **kwargs: Any) -> None:
         self._config = make_config(config, kwargs)
         self._clock = clock
         self._state = SchedulerState(self._config.disable_persist, self._config.worker_disconnect_delay,
-                                     self._config.retry_delay)
+                                     self._config.retry_delay, record_changes)
         self._resources: dict[str, int] = check_resources(resources) if resources else file_resources()
         if step_history_impl is not None:
             self._step_history = step_history_impl
@@ -1117,6 +1122,8 @@ class Scheduler(SchedulerQueries):
         one at a time it is one record.
         """
         st = self._state
+        if not isinstance(st.dirty, set):
+            raise RuntimeError("this scheduler does not record its changes: create it with record_changes=True")
         dirty, st.dirty = st.dirty, set()
         steps = st.steps
         return ((i, compact_step_record(steps[i]) if i in steps else removed_step_record(st, i)) for i in dirty)

@@ -115,6 +115,21 @@ NO_IDS: tuple[str, ...] = ()
 EMPTY_MAP: Mapping[str, Any] = MappingProxyType({})
 
 
+class _ChangesNotRecorded:
+    """The stand-in for the set of changed step ids when no one reads it: adding keeps nothing."""
+
+    __slots__ = ()
+
+    # A builtin of one argument with no effect of note: a call costs what set.add costs.
+    add = discard = staticmethod(id)
+
+    def clear(self) -> None:
+        pass
+
+
+_NOT_RECORDED = _ChangesNotRecorded()
+
+
 class SchedulerStateError(AssertionError):
     """An index disagrees with the step records: a scheduler bug (raised by ``validate``)."""
 
@@ -333,7 +348,7 @@ class SchedulerState:
     """Records plus derived indexes; see the module docstring for the mutation protocol."""
 
     def __init__(self, disable_persist: float = 86400.0, worker_disconnect_delay: float = 60.0,
-                 retry_delay: float = 900.0) -> None:
+                 retry_delay: float = 900.0, record_changes: bool = True) -> None:
         self.disable_persist = disable_persist
         self.worker_disconnect_delay = worker_disconnect_delay
         self.retries = retry_delay >= 0  # a negative retry_delay never retries: no deadlines
@@ -355,7 +370,9 @@ class SchedulerState:
         self.batches: dict[str, set[str]] = {}
         self.deadlines: list[tuple[float, int, str, str]] = []
         self.unstaked: set[str] = set()
-        self.dirty: set[str] = set()
+        #: Ids of the steps changed since the last drain (see Scheduler.iter_changes); nothing
+        #: is kept when no one drains them (a scheduler in the worker's own process).
+        self.dirty: set[str] | _ChangesNotRecorded = set() if record_changes else _NOT_RECORDED
         #: Removed step id -> its revoked leases (oldest removal first). A timed-out
         #: worker may still be running the step and report it late, after the step
         #: was removed and added again: the new record must still ignore it.
@@ -612,7 +629,12 @@ class SchedulerState:
         if not s.attached:
             return
         s.attached = False
-        self.by_status[s.status].discard(s.id)
+        same_status = self.by_status[s.status]
+        same_status.discard(s.id)
+        if not same_status:
+            # A set keeps the table of its largest size, emptied or not: the
+            # placeholders of a 100,000-step fan-in all leave UNKNOWN early on.
+            same_status.clear()
         if s.counted:
             self._count(s, -1)
             s.counted = False
