@@ -246,13 +246,19 @@ _REPORT_KINDS: list[tuple[Any, bool | None]] = []
 _REPORT_KIND_IDS: dict[tuple[Any, bool | None], int] = {}
 
 
+_REPORT_KINDS_LOCK = threading.Lock()
+
+
 def report_kind(status: Any, runnable: bool | None) -> int:
     """The index of ``(status, runnable)`` in the table of :class:`ReportHistory`, added if new."""
     pair = (status, runnable)
     kind = _REPORT_KIND_IDS.get(pair)
     if kind is None:
-        kind = _REPORT_KIND_IDS[pair] = len(_REPORT_KINDS)
-        _REPORT_KINDS.append(pair)
+        with _REPORT_KINDS_LOCK:  # workers in other threads may add a pair at the same time
+            kind = _REPORT_KIND_IDS.get(pair)
+            if kind is None:
+                _REPORT_KINDS.append(pair)  # before the index is published: a reader finds it there
+                kind = _REPORT_KIND_IDS[pair] = len(_REPORT_KINDS) - 1
     return kind
 
 
@@ -1059,6 +1065,8 @@ class Worker:
                 self._flush_add_buffer()
                 r = self._scheduler.count_pending(worker=self._id)
 
+        # An empty tuple, not a new list, when nothing runs elsewhere: the record
+        # then holds no container, so the garbage collector never tracks it.
         running_steps = r.get("running_steps") or ()
         step_id = r.get("step_id")
         if step_id is None:
