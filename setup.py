@@ -14,6 +14,7 @@ with open(os.path.join(here, "README.rst")) as f:
 extras = {
     "toml": ["tomli>=1.1; python_version<'3.11'"],
     "prometheus": ["prometheus-client>=0.17"],
+    "datadog": ["datadog>=0.44"],
     "postgres": ["psycopg[binary]>=3.1"],
     "history": ["SQLAlchemy>=2.0"],
     "jsonschema": ["jsonschema>=4"],
@@ -32,7 +33,7 @@ extras["test"] = [
     "moto[ses,sns]>=5",
     "ruff",
     "matplotlib",  # the benchmark plot script's smoke test (benchmarks/plot.py)
-] + extras["toml"] + extras["jsonschema"] + extras["history"] + extras["prometheus"] \
+] + extras["toml"] + extras["jsonschema"] + extras["history"] + extras["prometheus"] + extras["datadog"] \
     + extras["postgres"] + extras["browser-test"]
 
 setup(

@@ -3,9 +3,10 @@
 ``[scheduler] metrics_collector`` picks one (Luigi's names): ``default`` (or
 ``none``) collects nothing, ``prometheus`` exposes counters at ``trund``'s
 ``/metrics`` (:mod:`trun.contrib.prometheus_metric`, extra ``prometheus``),
-``datadog`` sends to a statsd agent (``trun.contrib.datadog_metric``), and
-``custom`` instantiates the :class:`MetricsCollector` subclass named by
-``[scheduler] metrics_custom_import`` (``package.module.ClassName``).
+``datadog`` sends counters and events to a DogStatsD agent
+(:mod:`trun.contrib.datadog_metric`, extra ``datadog``), and ``custom``
+instantiates the :class:`MetricsCollector` subclass named by ``[scheduler]
+metrics_custom_import`` (``package.module.ClassName``).
 
 The scheduler calls the ``handle_step_*`` hooks with its own record of the
 step (attributes ``id``, ``family``, ``params``, ``time_running``, ``updated``).
@@ -104,12 +105,9 @@ class MetricsCollectors(enum.Enum, metaclass=_MetricsCollectorsMeta):
 
             return PrometheusMetricsCollector()
         if which is cls.datadog:
-            try:
-                datadog = importlib.import_module("trun.contrib.datadog_metric")
-            except ImportError as exc:
-                raise ImportError(f"metrics_collector = datadog needs trun.contrib.datadog_metric and the "
-                                  f"datadog package ({exc})") from exc
-            return datadog.DatadogMetricsCollector()
+            from trun.contrib.datadog_metric import DatadogMetricsCollector
+
+            return DatadogMetricsCollector()
         return _custom_collector(custom_import)
 
 
