@@ -185,6 +185,22 @@ class RunsAfterTheLingerer(trun.Step):
             out.write(str(_is_running(pid)))
 
 
+class FailsOnceInAChild(trun.Step):
+    """Fails the first time (its pid in ``first.pid``), succeeds the second."""
+
+    path = trun.Parameter()
+
+    def output(self) -> Any:
+        return trun.LocalTarget(os.path.join(self.path, "second-attempt"))
+
+    def run(self) -> None:
+        first = Path(self.path, "first.pid")
+        if not first.exists():
+            first.write_text(str(os.getpid()))
+            raise RuntimeError("first attempt fails")
+        self.output().open("w").close()
+
+
 def _is_running(pid: int) -> bool:
     import psutil
 
@@ -223,6 +239,31 @@ def test_next_step_starts_while_the_child_of_the_last_one_is_still_exiting(
         w.add(RunsAfterTheLingerer(str(tmp_path)))
         assert w.run()
     assert (tmp_path / "lingerer-alive-when-next-ran").read_text() == "True"
+
+
+def test_idle_worker_reaps_the_children_of_finished_steps(tmp_path: Path) -> None:
+    # keep_alive: the worker idles until the failed step may be retried; no zombie should wait with it.
+    import psutil
+
+    seen: list[str] = []
+
+    def look_while_idle() -> None:
+        wait_for(tmp_path / "first.pid")
+        time.sleep(1.0)  # the first attempt has long exited; the retry is 2 s away
+        try:
+            process = psutil.Process(int((tmp_path / "first.pid").read_text()))
+            seen.append("zombie" if process.status() == psutil.STATUS_ZOMBIE else "alive")
+        except psutil.NoSuchProcess:
+            seen.append("reaped")
+
+    watcher = threading.Thread(target=look_while_idle)
+    watcher.start()
+    with make_worker(Scheduler(retry_delay=2.0, prune_on_get_work=True), worker_processes=2, keep_alive=True) as w:
+        w.add(FailsOnceInAChild(str(tmp_path)))
+        w.run()
+    watcher.join()
+    assert (tmp_path / "second-attempt").exists()
+    assert seen == ["reaped"]
 
 
 def test_child_alive_after_its_result_is_terminated_when_its_grace_ends(

@@ -1404,6 +1404,7 @@ class Worker:
                     if not self._running_steps:
                         self._idle_since = self._idle_since or datetime.datetime.now()
                         if self._keep_alive(response):
+                            self._reap_exited_children()  # no zombie waits out an idle spell
                             next(sleeper)
                             continue
                         break
