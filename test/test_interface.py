@@ -1,6 +1,7 @@
 """``trun.build`` / ``trun.run`` and the ``[core]`` settings, in process."""
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 
@@ -141,6 +142,22 @@ def test_progress_reporter_is_attached_unless_no_progress(tmp_path):
     assert [type(r) for r in factory.worker.reporters] == [LogProgress]
     build([Touch(path=str(tmp_path / "b"))], worker_scheduler_factory=factory, no_progress=True)
     assert factory.worker.reporters == []
+
+
+def test_log_progress_is_not_attached_when_its_lines_would_not_be_shown(tmp_path):
+    # Logging is set up once per process, so the test sets the level of the logger itself.
+    interface_logger = logging.getLogger("trun-interface")
+    previous = interface_logger.level
+    factory = RecordingFactory()
+    try:
+        interface_logger.setLevel(logging.WARNING)
+        build([Touch(path=str(tmp_path / "a"))], worker_scheduler_factory=factory, no_progress=False)
+        assert factory.worker.reporters == []
+        interface_logger.setLevel(logging.INFO)
+        build([Touch(path=str(tmp_path / "b"))], worker_scheduler_factory=factory, no_progress=False)
+        assert [type(r) for r in factory.worker.reporters] == [LogProgress]
+    finally:
+        interface_logger.setLevel(previous)
 
 
 # -- run ---------------------------------------------------------------------------------

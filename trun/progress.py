@@ -20,7 +20,9 @@ keeps a list of them in ``worker.reporters`` and calls:
 * ``LogProgress`` otherwise (cron, CI, a pipe): one plain INFO line on the
   ``trun-interface`` logger each time a step finishes.
 
-``trun --no-progress`` (``[core] no_progress``) attaches neither.
+``trun --no-progress`` (``[core] no_progress``) attaches neither; nor is
+``LogProgress`` attached when the ``trun-interface`` logger does not show INFO
+lines at the start of the run (``--log-level WARNING``).
 
 Hazards: ``TerminalProgress`` temporarily wraps the ``emit`` of logging handlers
 that write to a terminal; always ``close()`` it (``trun.build`` does). Output a
@@ -202,6 +204,10 @@ class ProgressReporter:
     def close(self) -> None:
         """The run is over; release anything the reporter holds."""
 
+    def shows_anything(self) -> bool:
+        """Whether what it reports would reach anyone now; a reporter that would not is not attached."""
+        return True
+
     # -- state ---------------------------------------------------------------------
 
     def counts(self) -> ProgressCounts:
@@ -230,6 +236,10 @@ class LogProgress(ProgressReporter):
     def __init__(self, log: logging.Logger | None = None) -> None:
         super().__init__()
         self._log = log or logger
+
+    def shows_anything(self) -> bool:
+        """Whether its INFO lines would be written now (``trun.build`` attaches it only then)."""
+        return self._log.isEnabledFor(logging.INFO)
 
     def _changed(self, step: Any, finished_status: str | None) -> None:
         if finished_status is None or not self._log.isEnabledFor(logging.INFO):
