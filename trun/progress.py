@@ -127,9 +127,9 @@ class ProgressReporter:
         # make a run quadratic in its number of steps.
         self._tally: dict[str, int] = dict.fromkeys(_CATEGORIES, 0)
         # Events not applied to the state above yet, oldest first, as (kind, key,
-        # step, status, runnable); see _catch_up. LogProgress below INFO never
-        # reads the counters: there, an event costs an append and, once, its share
-        # of one pass over _BACKLOG_LIMIT events.
+        # step, status, runnable); see _catch_up. LogProgress reads the counters
+        # only when a step finishes: the events of a graph walk in between are
+        # applied in one pass each _BACKLOG_LIMIT of them.
         self._backlog: list[tuple[int, str, Any, Any, bool]] = []
         self._lock = threading.RLock()
 

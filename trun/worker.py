@@ -202,64 +202,52 @@ class ReportHistory:
     """Every ``(step, status, runnable)`` a worker reported, in order, read like a list of such triples.
 
     Stored as two lists, the steps and the index of their ``(status,
-    runnable)`` pair in a table shared by all workers: 16 bytes a report
-    instead of a 3-tuple's 80, two reports a step. The worker writes through
-    :meth:`append` or, on its hot path, straight into :attr:`steps` and
-    :attr:`kinds` with :func:`report_kind`; the execution summary reads it.
+    runnable)`` pair in a small table of the pairs seen: 16 bytes a report
+    instead of a 3-tuple's 80, two reports a step. The worker writes with
+    :meth:`record`; the execution summary reads it.
     """
 
-    __slots__ = ("steps", "kinds")
+    __slots__ = ("steps", "kinds", "_pairs", "_pair_ids")
 
     def __init__(self) -> None:
         self.steps: list[Step] = []
         self.kinds: list[int] = []
+        self._pairs: list[tuple[Any, bool | None]] = []
+        self._pair_ids: dict[tuple[Any, bool | None], int] = {}
+
+    def record(self, step: Step, status: Any, runnable: bool | None) -> None:
+        """Record one report."""
+        pair = (status, runnable)
+        kind = self._pair_ids.get(pair)
+        if kind is None:
+            kind = self._pair_ids[pair] = len(self._pairs)
+            self._pairs.append(pair)
+        self.steps.append(step)
+        self.kinds.append(kind)
 
     def append(self, report: tuple[Step, Any, bool | None]) -> None:
-        """Record one ``(step, status, runnable)``."""
-        step, status, runnable = report
-        self.steps.append(step)
-        self.kinds.append(report_kind(status, runnable))
+        """Record one ``(step, status, runnable)`` (what a list of triples would take)."""
+        self.record(*report)
 
     def __len__(self) -> int:
         return len(self.steps)
 
     def __iter__(self) -> Iterator[tuple[Step, Any, bool | None]]:
         # (step,) + (status, runnable), made in C: a generator costs more than twice as much.
-        return map(operator.add, zip(self.steps), map(_REPORT_KINDS.__getitem__, self.kinds))
+        return map(operator.add, zip(self.steps), map(self._pairs.__getitem__, self.kinds))
 
     def __getitem__(self, index: int) -> tuple[Step, Any, bool | None]:
-        return (self.steps[index], *_REPORT_KINDS[self.kinds[index]])
+        return (self.steps[index], *self._pairs[self.kinds[index]])
 
     def __eq__(self, other: object) -> bool:
-        if isinstance(other, ReportHistory):
-            return self.steps == other.steps and self.kinds == other.kinds
-        return isinstance(other, list) and list(self) == other
+        if isinstance(other, (ReportHistory, list)):
+            return list(self) == list(other)
+        return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         return f"ReportHistory({list(self)!r})"
-
-
-#: The distinct (status, runnable) pairs reported so far in this process, and their index.
-_REPORT_KINDS: list[tuple[Any, bool | None]] = []
-_REPORT_KIND_IDS: dict[tuple[Any, bool | None], int] = {}
-
-
-_REPORT_KINDS_LOCK = threading.Lock()
-
-
-def report_kind(status: Any, runnable: bool | None) -> int:
-    """The index of ``(status, runnable)`` in the table of :class:`ReportHistory`, added if new."""
-    pair = (status, runnable)
-    kind = _REPORT_KIND_IDS.get(pair)
-    if kind is None:
-        with _REPORT_KINDS_LOCK:  # workers in other threads may add a pair at the same time
-            kind = _REPORT_KIND_IDS.get(pair)
-            if kind is None:
-                _REPORT_KINDS.append(pair)  # before the index is published: a reader finds it there
-                kind = _REPORT_KIND_IDS[pair] = len(_REPORT_KINDS) - 1
-    return kind
 
 
 def _retry_policy_dict(step: Step) -> dict[str, Any]:
@@ -479,16 +467,12 @@ class Worker:
         step_id = report["step_id"]
         status = report["status"]
         if step is not None:
-            history = self._add_step_history
-            history.steps.append(step)
-            runnable = report["runnable"]
-            kind = _REPORT_KIND_IDS.get((status, runnable))
-            history.kinds.append(kind if kind is not None else report_kind(status, runnable))
+            self._add_step_history.record(step, status, report["runnable"])
         if self._batch_running_steps:
             batch = self._batch_running_steps.pop(step_id, None)
             if batch:
                 for batch_step in batch:
-                    self._add_step_history.append((batch_step, status, True))
+                    self._add_step_history.record(batch_step, status, True)
         buffer = self._add_buffer
         if buffer is not None:
             buffer.append(report)
