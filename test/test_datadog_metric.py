@@ -170,3 +170,23 @@ def test_trund_sends_step_metrics_to_the_configured_agent(agent, trund_factory, 
     remote.add_step(worker="w", step_id="A_1", status="DONE")
     agent.receive(5)
     assert {"trun.step.started", "trun.step.done", "trun.step.execution_time"} <= set(agent.metrics())
+
+
+def test_unresolvable_agent_host_is_an_error_naming_the_setting():
+    with pytest.raises(ValueError, match=r"\[datadog\] statsd_host = no-such-host\.invalid: cannot resolve"):
+        DatadogMetricsCollector(statsd_host="no-such-host.invalid")
+
+
+def test_steps_are_scheduled_as_usual_when_no_agent_listens():
+    closed = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there now: every packet is refused
+    from trun.configuration import get_config
+
+    get_config().set("datadog", "statsd_host", "127.0.0.1")
+    get_config().set("datadog", "statsd_port", str(port))
+    s = Scheduler(metrics_collector="datadog")
+    for i in range(3):
+        run_one(s, f"A_{i}", "A", "DONE")
+    assert len(s.step_list("DONE", "")) == 3  # every report was taken; the packets were dropped

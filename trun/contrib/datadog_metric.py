@@ -21,12 +21,17 @@ the scheduler's thread; here they go to the agent over DogStatsD (UDP), like
 the metrics, so that ``trund`` never waits on Datadog. ``api_key`` and
 ``app_key`` are read for configuration compatibility and not used.
 
+The agent's host name is resolved once, when the collector is made: a name
+that does not resolve is an error then, rather than a DNS lookup in the
+scheduler's thread for every packet.
+
 Hazards: every distinct tag value makes a new time series in Datadog, and
 every parameter becomes a tag, as in Luigi. UDP drops what no agent receives:
 nothing is raised, nothing is kept.
 """
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 try:
@@ -71,8 +76,8 @@ class DatadogMetricsCollector(MetricsCollector):
         if config.default_tags:
             tags += [tag.strip() for tag in str(config.default_tags).split(",") if tag.strip()]
         self.default_tags = tags
-        self._statsd = DogStatsd(host=config.statsd_host, port=config.statsd_port, disable_telemetry=True,
-                                 origin_detection_enabled=False)
+        self._statsd = DogStatsd(host=_agent_address(config.statsd_host, config.statsd_port),
+                                 port=config.statsd_port, disable_telemetry=True, origin_detection_enabled=False)
 
     def handle_step_started(self, step: Any) -> None:
         self._send("started", "STARTED", step, "Trun: A step has been started!",
@@ -111,3 +116,12 @@ class DatadogMetricsCollector(MetricsCollector):
         params = getattr(step, "params", None) or {}
         return [f"step_name:{step.family}", *(f"{key}:{value}" for key, value in params.items()),
                 *self.default_tags]
+
+
+def _agent_address(host: str, port: int) -> str:
+    """The IP address of the agent's ``host``; ValueError naming the setting when it does not resolve."""
+    try:
+        return socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0][4][0]
+    except (OSError, UnicodeError) as exc:
+        raise ValueError(f"[datadog] statsd_host = {host}: cannot resolve it ({exc}); "
+                         f"set it to the host of the DogStatsD agent") from None
