@@ -141,6 +141,23 @@ def test_unwritable_logdir_is_one_clear_line(tmp_path, free_port):
     assert result.stderr.startswith("trund: cannot create the log directory")
 
 
+@pytest.mark.parametrize("config, message", [
+    ("[scheduler]\nmetrics_collector = bogus\n", "metrics_collector must be one of"),
+    ("[scheduler]\nmetrics_collector = datadog\n[datadog]\nstatsd_host = no-such-host.invalid\n",
+     "[datadog] statsd_host = no-such-host.invalid: cannot resolve"),
+])
+def test_bad_scheduler_setting_is_one_clear_line(tmp_path, free_port, config, message):
+    cfg = tmp_path / "trun.cfg"
+    cfg.write_text(config)
+    result = subprocess.run(trund_command("--port", str(free_port), "--state-path", str(tmp_path / "state")),
+                            capture_output=True, text=True, timeout=30,
+                            env={**os.environ, "TRUN_CONFIG_PATH": str(cfg)})
+    assert result.returncode == 1
+    last_line = result.stderr.strip().splitlines()[-1]  # after the log's start-up line
+    assert last_line.startswith("trund: cannot start: ") and message in last_line
+    assert "Traceback" not in result.stderr
+
+
 def test_help_lists_the_luigid_flags(capsys):
     with pytest.raises(SystemExit) as info:
         process.trund_main(["--help"])

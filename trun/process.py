@@ -198,6 +198,11 @@ def trund_main(argv: Sequence[str] | None = None) -> None:
         hint = "" if args.ignore_bad_state or "already in use" in exc.problem else (
             " — fix or move the file away, or start with --ignore-bad-state to set untrusted files aside")
         _fail(f"cannot start: {exc}{hint}")
+    except (ValueError, TypeError, ImportError) as exc:
+        # The scheduler's settings (a [scheduler] value, its metrics collector, a missing extra):
+        # each such error names the setting and the fix. The traceback stays in the debug log.
+        logger.debug("trund could not set up its scheduler", exc_info=True)
+        _fail(f"cannot start: {exc}")
 
     try:
         server.bind(args.port, args.address, args.unix_socket)
