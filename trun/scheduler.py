@@ -686,11 +686,13 @@ class Scheduler(SchedulerQueries):
             # w.stakes: the steps this worker is a stakeholder of already (a
             # step re-reported DONE need not look at each dependency again).
             stakes = w.stakes
-            unstaked = [dep_id for dep_id in s.deps if dep_id not in stakes] if s.deps else None
-            if unstaked:
-                unstaked.sort()  # placeholders are created (and so ordered) by id
-                for dep_id in unstaked:
-                    self._stake_dependency(dep_id, w.id, priority, now)
+            if s.deps:
+                # In the order the worker listed them: new placeholders rank (and
+                # so run) in that order, which is the order the worker reports them
+                # in, so they join the ready queue in rank order (see RankHeap).
+                for dep_id in s.deps:
+                    if dep_id not in stakes:
+                        self._stake_dependency(dep_id, w.id, priority, now)
 
     def _finish(self, s: StepRecord, w: WorkerRecord, now: float, resources: dict[str, int], assistant: bool,
                 priority: float) -> None:

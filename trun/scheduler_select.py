@@ -29,7 +29,7 @@ import itertools
 from collections.abc import Mapping
 from typing import Any
 
-from trun.scheduler_state import SchedulerState, StepRecord, WorkerRecord, resource_signature
+from trun.scheduler_state import RankHeap, SchedulerState, StepRecord, WorkerRecord, resource_signature
 from trun.step_status import RUNNING
 
 __all__ = ["collect_batch", "select"]
@@ -45,7 +45,7 @@ class _Stream:
 
     __slots__ = ("heap_owner", "sig", "heap", "popped", "owner", "mine", "alive", "head")
 
-    def __init__(self, heap_owner: str | None, sig: tuple[Any, ...], heap: list[Any], mine: bool) -> None:
+    def __init__(self, heap_owner: str | None, sig: tuple[Any, ...], heap: RankHeap, mine: bool) -> None:
         self.heap_owner = heap_owner  # whose heap (None: all runnable steps)
         self.sig = sig
         self.heap = heap
@@ -58,17 +58,17 @@ class _Stream:
     def peek(self, state: SchedulerState) -> Any:
         heap = self.heap
         while heap:
-            entry = heap[0]
+            entry = heap.head()
             if state.entry_valid(self.heap_owner, entry) is not None:
                 self.head = entry
                 return entry
-            heapq.heappop(heap)
+            heap.pop()
             state.ready.size -= 1
         self.head = None
         return None
 
     def advance(self, state: SchedulerState, keep: bool = True) -> Any:
-        entry = heapq.heappop(self.heap)
+        entry = self.heap.pop()
         state.ready.size -= 1
         if keep:
             self.popped.append(entry)
@@ -77,7 +77,7 @@ class _Stream:
     def restore(self, state: SchedulerState) -> None:
         for entry in self.popped:
             if state.entry_valid(self.heap_owner, entry) is not None:
-                heapq.heappush(self.heap, entry)
+                self.heap.push(entry)
                 state.ready.size += 1
         self.popped.clear()
 
@@ -96,8 +96,9 @@ def select(state: SchedulerState, w: WorkerRecord, assistant: bool, totals: Mapp
         # first live entry of its one heap is the answer (Luigi's "trivial worker").
         heap = groups[()]
         entry_valid = state.entry_valid
+        pop = heap.pop
         while heap:
-            entry = heapq.heappop(heap)
+            entry = pop()
             state.ready.size -= 1
             best = entry_valid(owner, entry)
             if best is not None:
@@ -115,7 +116,7 @@ def select(state: SchedulerState, w: WorkerRecord, assistant: bool, totals: Mapp
     if not assistant and live == [()]:
         # No resource needs: the head of the heap is the answer (Luigi's "trivial worker").
         heap = groups[()]
-        entry = heapq.heappop(heap)
+        entry = heap.pop()
         state.ready.size -= 1
         best = state.steps[entry[4]]
         return best, collect_batch(state, w, best, owner, heap)
@@ -234,7 +235,7 @@ def _select_greedy(state: SchedulerState, w: WorkerRecord, assistant: bool, tota
 
 
 def collect_batch(state: SchedulerState, w: WorkerRecord, best: StepRecord, owner: str | None,
-                  heap: list[Any]) -> list[StepRecord] | None:
+                  heap: RankHeap) -> list[StepRecord] | None:
     """Ready steps of ``heap`` that can run in one batch with ``best``, in rank order, ``best`` first.
 
     None unless ``w`` registered a batcher for ``best``'s family and ``best`` is
@@ -248,7 +249,7 @@ def collect_batch(state: SchedulerState, w: WorkerRecord, best: StepRecord, owne
     member_ids = {best.id}
     aside = []
     while heap and len(members) < max_size:
-        entry = heapq.heappop(heap)
+        entry = heap.pop()
         state.ready.size -= 1
         s = state.entry_valid(owner, entry)
         if s is None or s.id in member_ids:
@@ -260,6 +261,6 @@ def collect_batch(state: SchedulerState, w: WorkerRecord, best: StepRecord, owne
         else:
             aside.append(entry)
     for entry in aside:
-        heapq.heappush(heap, entry)
+        heap.push(entry)
         state.ready.size += 1
     return members

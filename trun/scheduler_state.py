@@ -12,8 +12,8 @@ index consistent with them, so that no request has to scan all known steps:
   one), updated incrementally when a dependency changes (in a dependency
   *cycle* of PENDING steps a blocking mark can outlive its cause; such steps
   never run anyway);
-* the ready queue (:class:`ReadyQueue`): heaps of PENDING steps whose
-  dependencies are all DONE, one heap per (worker, resource signature), plus
+* the ready queue (:class:`ReadyQueue`): heaps (:class:`RankHeap`) of PENDING
+  steps whose dependencies are all DONE, one per (worker, resource signature), plus
   one per resource signature holding every runnable ready step (assistants);
 * per worker: the steps it may run, the steps it is a stakeholder of, the steps
   it is running, and the ``count_pending`` counters;
@@ -44,7 +44,8 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Iterable, Mapping
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -65,6 +66,7 @@ __all__ = [
     "RUNNING_STATUSES",
     "STATE_VERSION",
     "TRANSITIONS",
+    "RankHeap",
     "ReadyQueue",
     "SchedulerState",
     "SchedulerStateError",
@@ -307,6 +309,52 @@ class WorkerRecord:
         return "disabled" if self.disabled else "active"
 
 
+class RankHeap:
+    """A min-queue of ready-heap entries; pushing entries in order costs O(1) to push and to pop.
+
+    Steps usually become ready in the order they rank (one priority, added
+    one after another), so entries that are not smaller than the last one in
+    order go to a sorted run (a deque) and only the others to a binary heap.
+    Popping takes the smaller of the two heads: a 100,000-step fan-in then
+    pops in constant time instead of sifting a heap of 100,000 tuples.
+    """
+
+    __slots__ = ("_run", "_heap")
+
+    def __init__(self, entries: Iterable[tuple[Any, ...]] = ()) -> None:
+        self._run: deque[tuple[Any, ...]] = deque(sorted(entries))
+        self._heap: list[tuple[Any, ...]] = []
+
+    def push(self, entry: tuple[Any, ...]) -> None:
+        run = self._run
+        if not run or entry >= run[-1]:
+            run.append(entry)
+        else:
+            heapq.heappush(self._heap, entry)
+
+    def pop(self) -> tuple[Any, ...]:
+        """Remove and return the smallest entry (IndexError when empty)."""
+        heap = self._heap
+        if heap and (not self._run or heap[0] < self._run[0]):
+            return heapq.heappop(heap)
+        return self._run.popleft()
+
+    def head(self) -> tuple[Any, ...] | None:
+        """The smallest entry, left in place; None when empty."""
+        heap = self._heap
+        run = self._run
+        if heap and (not run or heap[0] < run[0]):
+            return heap[0]
+        return run[0] if run else None
+
+    def __len__(self) -> int:
+        return len(self._run) + len(self._heap)
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        """Every entry, in no particular order."""
+        return itertools.chain(self._run, self._heap)
+
+
 class ReadyQueue:
     """Heaps of ready steps, grouped by owner (worker id, or None for all runnable) and resource need.
 
@@ -317,7 +365,7 @@ class ReadyQueue:
     """
 
     def __init__(self) -> None:
-        self.heaps: dict[str | None, dict[tuple[Any, ...], list[tuple[Any, ...]]]] = {}
+        self.heaps: dict[str | None, dict[tuple[Any, ...], RankHeap]] = {}
         self.size = 0
         self._size_after_rebuild = 0
 
@@ -327,11 +375,11 @@ class ReadyQueue:
             groups = self.heaps[owner] = {}
         heap = groups.get(sig)
         if heap is None:
-            heap = groups[sig] = []
-        heapq.heappush(heap, entry)
+            heap = groups[sig] = RankHeap()
+        heap.push(entry)
         self.size += 1
 
-    def groups(self, owner: str | None) -> dict[tuple[Any, ...], list[tuple[Any, ...]]]:
+    def groups(self, owner: str | None) -> dict[tuple[Any, ...], RankHeap]:
         return self.heaps.get(owner, {})
 
     def needs_rebuild(self, n_ready: int) -> bool:
@@ -792,6 +840,7 @@ class SchedulerState:
             s = self.steps[step_id]
             s.heap_key = None
             s.heap_owners = ()
+        entries: dict[str | None, dict[tuple[Any, ...], list[tuple[Any, ...]]]] = {}
         for step_id in self.ready_ids:
             s = self.steps[step_id]
             key = (-s.priority, s.time, s.seq, resource_signature(s.resources))
@@ -801,12 +850,10 @@ class SchedulerState:
             s.heap_owners = owners
             entry = (key[0], key[1], key[2], s.heap_version, s.id)
             for owner in owners:
-                groups = self.ready.heaps.setdefault(owner, {})
-                groups.setdefault(key[3], []).append(entry)
+                entries.setdefault(owner, {}).setdefault(key[3], []).append(entry)
                 self.ready.size += 1
-        for groups in self.ready.heaps.values():
-            for heap in groups.values():
-                heapq.heapify(heap)
+        for owner, groups in entries.items():
+            self.ready.heaps[owner] = {sig: RankHeap(group) for sig, group in groups.items()}
         self.ready.rebuilt()
 
     def sync(self, s: StepRecord) -> None:
