@@ -372,3 +372,41 @@ def test_run_result_describes_itself():
 ])
 def test_status_codes_carry_their_smiley(code, smiley):
     assert code.value[0] == smiley
+
+
+def test_the_result_of_a_large_run_sets_off_no_full_garbage_collection():
+    # Copying 200,000 reports as triples would make as many objects at once,
+    # and the collector would then walk everything the run still holds.
+    import gc
+
+    from trun.worker import ReportHistory
+
+    class SumLargeLeaf(trun.Step):
+        i = trun.IntParameter()
+
+    leaves = [SumLargeLeaf(i) for i in range(100_000)]
+    history = ReportHistory()
+    for leaf in leaves:
+        history.record(leaf, "PENDING", True)
+    for leaf in leaves:
+        history.record(leaf, "DONE", None)
+
+    class FinishedWorker:
+        _id = "w"
+        _add_step_history = history
+        _get_work_response_history: list = []
+
+    full_collections = []
+
+    def count(phase, info):
+        if phase == "start" and info["generation"] == 2:
+            full_collections.append(info)
+
+    gc.collect()
+    gc.callbacks.append(count)
+    try:
+        result = TrunRunResult(FinishedWorker())
+    finally:
+        gc.callbacks.remove(count)
+    assert result.status == trun.execution_summary.TrunStatusCode.SUCCESS
+    assert full_collections == []

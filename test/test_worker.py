@@ -379,6 +379,22 @@ def test_report_history_reads_like_the_list_of_triples_it_was_given() -> None:
     assert not ReportHistory()
 
 
+def test_report_history_copy_keeps_the_reports_recorded_until_then() -> None:
+    from trun.worker import ReportHistory
+
+    class WkCopiedItem(trun.Step):
+        i = trun.IntParameter()
+
+    history = ReportHistory()
+    history.record(WkCopiedItem(1), PENDING, True)
+    copy = history.copy()
+    history.record(WkCopiedItem(1), DONE, None)
+    history.record(WkCopiedItem(2), "SOMETHING ELSE", False)
+    assert copy == [(WkCopiedItem(1), PENDING, True)]
+    copy.record(WkCopiedItem(3), DONE, False)
+    assert len(history) == 3 and history[-1] == (WkCopiedItem(2), "SOMETHING ELSE", False)
+
+
 def test_cache_step_completion_skips_complete_of_finished_dependencies() -> None:
     calls: list[str] = []
 

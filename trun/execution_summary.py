@@ -77,7 +77,7 @@ class TrunRunResult:
 
     def __init__(self, worker: Any, worker_add_run_status: bool = True) -> None:
         self.worker = worker
-        self._history = list(worker._add_step_history)
+        self._history = _history_copy(worker)
         self._partition: _Partition | None = None
         self._step_sets: StepSets | None = None
         self._external = _get_external_workers(worker)
@@ -122,7 +122,7 @@ class TrunRunResult:
 def summary(worker: Any) -> str:
     """Return the human-readable execution summary of what ``worker`` did."""
     external = _get_external_workers(worker)
-    return _summary_wrap(_summary_format(_Partition(list(worker._add_step_history)).sets(external), external,
+    return _summary_wrap(_summary_format(_Partition(_history_copy(worker)).sets(external), external,
                                          execution_summary().summary_length))
 
 
@@ -283,6 +283,13 @@ def _all_succeeded(history: list[tuple[Any, Any, Any]]) -> TrunStatusCode | None
     return TrunStatusCode.SUCCESS
 
 
+def _history_copy(worker: Any) -> Any:
+    """The worker's ``(step, status, runnable)`` reports as they are now, read like a list."""
+    history = worker._add_step_history
+    copy = getattr(history, "copy", None)  # a ReportHistory, or a list a test put there
+    return copy() if copy is not None else list(history)
+
+
 def _root_step(worker: Any) -> Any:
     """The first step the worker scheduled, i.e. the root step of the run."""
     return worker._add_step_history[0][0]
@@ -334,7 +341,7 @@ def _get_external_workers(worker: Any) -> dict[str, set[Any]]:
 
 
 def _summary_dict(worker: Any) -> StepSets:
-    return _Partition(list(worker._add_step_history)).sets(_get_external_workers(worker))
+    return _Partition(_history_copy(worker)).sets(_get_external_workers(worker))
 
 
 def _steps_status(sets: StepSets) -> TrunStatusCode:
