@@ -27,6 +27,34 @@ def test_compact_record_leaves_out_fields_at_their_default():
     assert set(rec) <= {"id", "status", "time", "seq", "stakeholders", "priority"}
 
 
+def _filtered_full_record(s):
+    """The compact record by its definition: the full record minus the fields at a new step's values."""
+    from trun.scheduler_state import StepRecord
+    from trun.step_status import PENDING
+
+    default = step_record(StepRecord("default", PENDING, 0.0, 0))
+    full = step_record(s)
+    if full["updated"] == full["time"]:
+        del full["updated"]
+    return {k: v for k, v in full.items() if k in ("id", "status", "time", "updated") or v != default.get(k)}
+
+
+def test_compact_record_is_the_full_record_minus_its_default_fields():
+    sch = _busy_scheduler()
+    for s in sch._state.steps.values():
+        assert compact_step_record(s) == _filtered_full_record(s), s.id
+    # Every field away from its default at once.
+    s = sch._state.steps["Rich"]
+    s.retry, s.remove, s.time_running, s.lease, s.revoked = 1.0, 2.0, 3.0, 4, ("w9",)
+    s.resources_running, s.retry_policy, s.failures, s.first_failure_time = {"db": 1}, {"retry_count": 1}, [5.0], 5.0
+    s.status_message, s.progress_percentage, s.scheduler_message_responses = "msg", 50, {"m": "r"}
+    s.scheduler_disable_time, s.batch_id, s.updated = 6.0, "b1", 7.0
+    rec = compact_step_record(s)
+    assert rec == _filtered_full_record(s)
+    assert {"retry", "remove", "lease", "revoked", "resources_running", "retry_policy", "failures",
+            "scheduler_message_responses", "batch_id", "updated"} <= rec.keys()
+
+
 def test_compact_and_full_records_parse_to_the_same_step():
     sch = _busy_scheduler()
     for s in sch._state.steps.values():

@@ -79,17 +79,76 @@ def compact_step_record(s: StepRecord) -> dict[str, Any]:
 
     :func:`step_from_record` reads a missing field as its default, so both
     forms give the same step; most fields of most steps are at their default.
+    ``id``, ``status`` and ``time`` are always there, ``updated`` unless it
+    equals ``time``. Written field by field rather than as a filtered
+    :func:`step_record`: the journal makes about three of these per step run
+    through ``trund``, and the full record would be 34 fields each time.
     """
-    rec = step_record(s)
-    if rec["updated"] == rec["time"]:
-        del rec["updated"]  # read back as the time added
-    return {k: v for k, v in rec.items() if k in _KEPT_FIELDS or v != _DEFAULT_RECORD.get(k)}
-
-
-# The record of a new step: every field at its default. id, status and time
-# (and updated, unless equal to time) are kept whatever their value.
-_DEFAULT_RECORD = step_record(StepRecord("default", PENDING, 0.0, 0))
-_KEPT_FIELDS = frozenset({"id", "status", "time", "updated"})
+    rec: dict[str, Any] = {"id": s.id, "status": s.status.value}
+    if s.deps:
+        rec["deps"] = sorted(s.deps)
+    if s.stakeholders:
+        rec["stakeholders"] = sorted(s.stakeholders)
+    if s.workers:
+        rec["workers"] = list(s.workers)
+    rec["time"] = s.time
+    if s.updated != s.time:
+        rec["updated"] = s.updated
+    if s.retry is not None:
+        rec["retry"] = s.retry
+    if s.remove is not None:
+        rec["remove"] = s.remove
+    if s.worker_running is not None:
+        rec["worker_running"] = s.worker_running
+    if s.time_running is not None:
+        rec["time_running"] = s.time_running
+    if s.lease != 0:
+        rec["lease"] = s.lease
+    if s.revoked:
+        rec["revoked"] = list(s.revoked)
+    if s.expl is not None:
+        rec["expl"] = s.expl
+    if s.priority != 0:
+        rec["priority"] = s.priority
+    if s.resources:
+        rec["resources"] = dict(s.resources)
+    if s.resources_running is not None:
+        rec["resources_running"] = dict(s.resources_running)
+    if s.family != "":
+        rec["family"] = s.family
+    if s.module is not None:
+        rec["module"] = s.module
+    if s.params:
+        rec["params"] = dict(s.params)
+    if s.param_visibilities:
+        rec["param_visibilities"] = dict(s.param_visibilities)
+    if s.accepts_messages is not False and s.accepts_messages != 0:
+        rec["accepts_messages"] = s.accepts_messages
+    if s.retry_policy is not None:
+        rec["retry_policy"] = dict(s.retry_policy)
+    if s.failures:
+        rec["failures"] = list(s.failures)
+    if s.first_failure_time is not None:
+        rec["first_failure_time"] = s.first_failure_time
+    if s.tracking_url is not None:
+        rec["tracking_url"] = s.tracking_url
+    if s.status_message is not None:
+        rec["status_message"] = s.status_message
+    if s.progress_percentage is not None:
+        rec["progress_percentage"] = s.progress_percentage
+    if s.scheduler_message_responses:
+        rec["scheduler_message_responses"] = dict(s.scheduler_message_responses)
+    if s.scheduler_disable_time is not None:
+        rec["scheduler_disable_time"] = s.scheduler_disable_time
+    if s.runnable is not False and s.runnable != 0:
+        rec["runnable"] = s.runnable
+    if s.batchable is not False and s.batchable != 0:
+        rec["batchable"] = s.batchable
+    if s.batch_id is not None:
+        rec["batch_id"] = s.batch_id
+    if s.seq != 0:
+        rec["seq"] = s.seq
+    return rec
 
 
 def removed_step_record(state: SchedulerState, step_id: str) -> dict[str, Any] | None:

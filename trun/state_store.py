@@ -95,6 +95,7 @@ _SNAPSHOT_PACING_FACTOR = 10.0
 _PACE_SNAPSHOTS_FROM_SECONDS = 0.1
 # A journal line is written in pieces of about this size (see StateStore.record).
 _JOURNAL_CHUNK_BYTES = 1 << 18
+_JOURNAL_BATCH_RECORDS = 64
 #: Pieces in which the journal's tail is copied to the new journal after a background snapshot.
 _COPY_CHUNK_BYTES = 1 << 20
 
@@ -156,9 +157,14 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot store a {type(value).__name__} in trund state: {value!r}")
 
 
+# One encoder for every call: json.dumps() with any option of its own builds a
+# new encoder each time, which costs as much as encoding a small record.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=_json_default)
+
+
 def encode_json(value: Any) -> bytes:
     """Compact JSON for state files; sets become lists."""
-    return json.dumps(value, separators=(",", ":"), default=_json_default).encode("utf-8")
+    return _ENCODER.encode(value).encode("utf-8")
 
 
 def _fsync_directory(path: str) -> None:
@@ -601,11 +607,17 @@ class StateStore:
         count = 0
         chunk = [b'{"seq":%d,"changes":{' % self._seq]
         size = 0
+        changes = itertools.chain((first,), pairs)
         try:
-            for step_id, rec in itertools.chain((first,), pairs):
-                piece = (b"," if count else b"") + encode_json(step_id) + b":" + encode_json(rec)
-                count += 1
-                chunk.append(piece)
+            while True:
+                # A few records per encoder call (one call each would cost more than
+                # the encoding), and a bounded number of them in memory at once.
+                batch = dict(itertools.islice(changes, _JOURNAL_BATCH_RECORDS))
+                if not batch:
+                    break
+                piece = encode_json(batch)[1:-1]  # the members, without the braces
+                chunk.append(b"," + piece if count else piece)
+                count += len(batch)
                 size += len(piece)
                 if size >= _JOURNAL_CHUNK_BYTES:
                     self._write_journal(b"".join(chunk))
