@@ -14,7 +14,7 @@ import math
 import pytest
 
 import trun
-from trun.scheduler import RPC_METHODS, Scheduler, SchedulerConfig
+from trun.scheduler import RPC_METHODS, Scheduler, SchedulerConfig, StepReport
 from trun.step_status import (
     BATCH_RUNNING,
     DISABLED,
@@ -1764,6 +1764,25 @@ def test_metrics_hooks_follow_transitions(sch):
 
 
 # ---------------------------------------------------------------- bulk add
+def test_step_report_has_add_steps_arguments_in_order_with_their_defaults():
+    parameters = [p for p in inspect.signature(Scheduler.add_step).parameters.values()
+                  if p.name not in ("self", "worker")]
+    assert list(StepReport._fields) == [p.name for p in parameters]
+    assert StepReport._field_defaults == {p.name: p.default for p in parameters
+                                          if p.default is not inspect.Parameter.empty}
+
+
+def test_step_report_kwargs_leave_out_only_the_arguments_at_their_default():
+    report = StepReport("A", status=DONE, runnable=None, priority=0, new_deps=[], expl="null")
+    assert report.kwargs() == {"step_id": "A", "status": DONE, "runnable": None, "new_deps": [], "expl": "null"}
+
+
+def test_local_reports_are_checked_like_add_step_arguments(sch):
+    with pytest.raises(TypeError, match="priority"):
+        sch._add_local_reports(W, [StepReport("A"), StepReport("B", priority="high")])
+    assert sch.step_list(PENDING, "") == {}  # a bad report changes nothing
+
+
 def test_add_steps_adds_each_entry(sch):
     sch.add_steps(worker=W, steps=[{"step_id": "A"}, {"step_id": "B", "deps": ["A"]}])
     assert order_of(sch) == ["A", "B"]

@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import initialize, rule
 
-from trun.scheduler import Scheduler
+from trun.scheduler import Scheduler, StepReport
 from trun.scheduler_state import SchedulerState
 from trun.step_status import DONE, FAILED, PENDING, RUNNING
 
@@ -38,6 +38,11 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.t
+
+
+def local_reports(sch: Any, worker: str, entries: list[dict[str, Any]]) -> None:
+    """Apply these ``add_step`` keyword dicts as the worker in the scheduler's process sends them."""
+    sch._add_local_reports(worker, [StepReport(**entry) for entry in entries])
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -68,7 +73,7 @@ class Twins:
                 try:
                     if local:
                         entry = dict(kwargs)
-                        results.append(sch._add_local_reports(entry.pop("worker"), [entry]))
+                        results.append(local_reports(sch, entry.pop("worker"), [entry]))
                     else:
                         results.append(getattr(sch, name)(*args, **kwargs))
                     errors.append(None)
@@ -143,14 +148,14 @@ def run_all(sch: Twins, worker: str = W1) -> list[str]:
         if reply["step_id"] is None:
             return order
         order.append(reply["step_id"])
-        sch._add_local_reports(worker, [report(reply["step_id"], DONE)])
+        local_reports(sch, worker, [report(reply["step_id"], DONE)])
         sch.clock.t += 1
 
 
 def test_fan_in_takes_the_dedicated_paths_and_agrees(uses):
     sch = twins()
     leaves = [f"Leaf{i}" for i in range(30)]
-    sch._add_local_reports(W1, [report("Root", deps=leaves)] + [report(leaf) for leaf in leaves])
+    local_reports(sch, W1, [report("Root", deps=leaves)] + [report(leaf) for leaf in leaves])
     assert run_all(sch) == leaves + ["Root"]
     assert uses["new_placeholder"] == 30 and uses["started"] == 31 and uses["finished"] == 31
 
@@ -160,7 +165,7 @@ def test_chain_and_layers_with_priorities_and_resources(uses):
     chain = [report(f"Link{i}", deps=[f"Link{i - 1}"] if i else [], priority=i % 3) for i in range(12)]
     layer1 = [report(f"Node{i}", deps=[c["step_id"] for c in chain[-3:]], resources={"db": 1}) for i in range(4)]
     top = report("Top", deps=[n["step_id"] for n in layer1], priority=5)
-    sch._add_local_reports(W1, [top, *layer1[::-1], *chain[::-1]])
+    local_reports(sch, W1, [top, *layer1[::-1], *chain[::-1]])
     sch.add_worker(worker=W1, info={"workers": 2})
     assert len(run_all(sch)) == 17
     assert uses["started"] == 17 and uses["finished"] == 17
@@ -168,13 +173,13 @@ def test_chain_and_layers_with_priorities_and_resources(uses):
 
 def test_two_workers_sharing_steps_and_reporting_each_others_steps(uses):
     sch = twins()
-    sch._add_local_reports(W1, [report("A", deps=["B", "C"]), report("B"), report("C")])
-    sch._add_local_reports(W2, [report("A", deps=["B", "C"]), report("C"), report("D", deps=["C"])])
+    local_reports(sch, W1, [report("A", deps=["B", "C"]), report("B"), report("C")])
+    local_reports(sch, W2, [report("A", deps=["B", "C"]), report("C"), report("D", deps=["C"])])
     first = sch.get_work(worker=W2, host="h", current_steps=[])["step_id"]
     second = sch.get_work(worker=W1, host="h", current_steps=[])["step_id"]
-    sch._add_local_reports(W1, [report(first, DONE)])  # not the holder: the general way (and ignored)
-    sch._add_local_reports(W2, [report(first, DONE)])
-    sch._add_local_reports(W1, [report(second, DONE)])
+    local_reports(sch, W1, [report(first, DONE)])  # not the holder: the general way (and ignored)
+    local_reports(sch, W2, [report(first, DONE)])
+    local_reports(sch, W1, [report(second, DONE)])
     run_all(sch, W2)
     run_all(sch, W1)
     assert uses["finished"] >= 3
@@ -182,9 +187,9 @@ def test_two_workers_sharing_steps_and_reporting_each_others_steps(uses):
 
 def test_a_step_run_by_an_assistant_gets_it_as_a_stakeholder(uses):
     sch = twins()
-    sch._add_local_reports(W1, [report("A", deps=["B"]), report("B", DONE, runnable=False)])
+    local_reports(sch, W1, [report("A", deps=["B"]), report("B", DONE, runnable=False)])
     assert sch.get_work(worker=W2, host="h", assistant=True, current_steps=[])["step_id"] == "A"
-    sch._add_local_reports(W2, [report("A", DONE)])  # the dedicated path still stakes W2 on A and B
+    local_reports(sch, W2, [report("A", DONE)])  # the dedicated path still stakes W2 on A and B
     assert uses["finished"] == 1
     assert sch.count_pending(worker=W2)["n_pending_steps"] == 0
 
@@ -197,19 +202,19 @@ def test_edge_cases_of_the_dedicated_paths(variant, uses):
     done_extra: dict[str, Any] = {}
     if variant == "batch":
         sch.add_step_batcher(worker=W1, step_family="Batch", batched_args=["name"], max_batch_size=3)
-        sch._add_local_reports(W1, [report(f"Batch{i}", batchable=True) for i in range(3)])
+        local_reports(sch, W1, [report(f"Batch{i}", batchable=True) for i in range(3)])
         reply = sch.get_work(worker=W1, host="h", current_steps=[])
         sch.add_step(worker=W1, step_id="BatchRunner", family="Batch", params={"name": "x"}, status=RUNNING,
                      batch_id=reply["batch_id"])
-        sch._add_local_reports(W1, [report("BatchRunner", DONE)])
+        local_reports(sch, W1, [report("BatchRunner", DONE)])
         assert uses["finished"] == 0
         return
     if variant in ("assistant_step", "removal_mark"):  # an assistant's step has no stakeholder
-        sch._add_local_reports(W1, [report("A", assistant=True)])
+        local_reports(sch, W1, [report("A", assistant=True)])
         if variant == "removal_mark":
             sch.prune()  # marks it for removal; running does not clear the mark
     else:
-        sch._add_local_reports(W1, [report("A")])
+        local_reports(sch, W1, [report("A")])
     assert sch.get_work(worker=W1, host="h", current_steps=[])["step_id"] == "A"
     if variant == "runnable":
         done_extra["runnable"] = True
@@ -226,7 +231,7 @@ def test_edge_cases_of_the_dedicated_paths(variant, uses):
     elif variant == "revoked":
         sch.clock.t += 61  # W1 times out: A fails, and W1's late DONE is ignored
         sch.prune()
-    sch._add_local_reports(W1, [report("A", status, **done_extra)])
+    local_reports(sch, W1, [report("A", status, **done_extra)])
     # Only a plain DONE from the worker holding the step takes the dedicated path.
     assert uses["finished"] == (1 if variant in ("disabled_worker", "lost_and_reoffered") else 0)
     run_all(sch)

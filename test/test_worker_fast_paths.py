@@ -224,7 +224,7 @@ class RecordingScheduler(Scheduler):
         self.log = log
 
     def _add_local_reports(self, worker: str, steps: Any) -> None:
-        self.log.extend((str(report["status"]), report["step_id"]) for report in steps)
+        self.log.extend((str(report.status), report.step_id) for report in steps)
         super()._add_local_reports(worker, steps)
 
     def get_work(self, *args: Any, **kwargs: Any) -> dict[str, Any]:

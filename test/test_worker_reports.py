@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 import trun
-from trun.scheduler import Scheduler
+from trun.scheduler import Scheduler, StepReport
 from trun.step_status import DONE, PENDING
 from trun.worker import Worker
 
@@ -135,8 +135,19 @@ def _expected_reports(root: trun.Step) -> list[dict[str, Any]]:
     return scheduling + results
 
 
-def _by_step_and_kind(reports: list[dict[str, Any]]) -> dict[tuple[str, bool], dict[str, Any]]:
-    return {(r["step_id"], "expl" in r): r for r in reports}
+def _as_arguments(report: StepReport | dict[str, Any]) -> dict[str, Any]:
+    """Every ``add_step`` argument (but ``worker``) of a report, those it leaves out at their default."""
+    given = report._asdict() if isinstance(report, StepReport) else report
+    full = {**StepReport("")._asdict(), **given}
+    if full["owners"] is not None:
+        full["owners"] = list(full["owners"])  # any sequence: it is JSON on the wire
+    return full
+
+
+def _by_step_and_kind(reports: list[Any]) -> dict[tuple[str, bool], dict[str, Any]]:
+    """Reports keyed by step and by kind (a scheduling report has no ``expl``, a result report has one)."""
+    full = [_as_arguments(r) for r in reports]
+    return {(r["step_id"], r["expl"] is not None): r for r in full}
 
 
 class _Recording:
@@ -170,7 +181,7 @@ def test_in_process_reports_match_what_each_step_says_about_itself(monkeypatch: 
     received: list[dict[str, Any]] = []
     original = Scheduler._add_local_reports
 
-    def recording(self: Scheduler, worker: str, steps: list[dict[str, Any]]) -> None:
+    def recording(self: Scheduler, worker: str, steps: list[StepReport]) -> None:
         received.extend(copy.deepcopy(steps))
         original(self, worker, steps)
 

@@ -72,7 +72,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 from trun.scheduler_config import (
     RETRY_POLICY_FIELDS,
@@ -132,6 +132,7 @@ __all__ = [
     "SchedulerConfig",
     "SchedulerStateError",
     "StateFormatError",
+    "StepReport",
     "rpc_method",
 ]
 
@@ -146,6 +147,44 @@ _NO_RESOURCES: Mapping[str, int] = EMPTY_MAP
 # every field None, i.e. no override. A mapping equal to it has these keys and
 # only None values (nothing else equals None), so it needs no check.
 _NO_RETRY_OVERRIDES = dict.fromkeys(RETRY_POLICY_FIELDS)
+
+
+class StepReport(NamedTuple):
+    """One :meth:`Scheduler.add_step` report, its arguments (but ``worker``) in order, with their defaults.
+
+    What :class:`trun.worker.Worker` builds for each report: the in-process
+    scheduler takes them as they are (:meth:`Scheduler._add_local_reports`),
+    any other gets :meth:`kwargs` (a dict per report would cost the in-process
+    path more than applying it).
+    """
+
+    step_id: str
+    status: Any = PENDING
+    runnable: bool | None = True
+    deps: Sequence[str] | None = None
+    new_deps: Sequence[str] | None = None
+    expl: Any = None
+    resources: Mapping[str, int] | None = None
+    priority: float = 0
+    family: str | None = ""
+    module: str | None = None
+    params: Mapping[str, Any] | None = None
+    param_visibilities: Mapping[str, int] | None = None
+    accepts_messages: bool | None = False
+    assistant: bool = False
+    tracking_url: str | None = None
+    batchable: bool | None = None
+    batch_id: str | None = None
+    retry_policy_dict: Mapping[str, Any] | None = None
+    owners: Sequence[str] | None = None
+
+    def kwargs(self) -> dict[str, Any]:
+        """The report as ``add_step`` keyword arguments, leaving out those at their default."""
+        return {name: value for name, value, default in zip(self._fields, self, _STEP_REPORT_DEFAULTS)
+                if value is not default}
+
+
+_STEP_REPORT_DEFAULTS = tuple(StepReport._field_defaults.get(name) for name in StepReport._fields)
 
 
 def _interned(step_id: str, deps: Sequence[str] | None, new_deps: Sequence[str] | None,
@@ -783,36 +822,32 @@ class Scheduler(SchedulerQueries):
                            a["params"], a["param_visibilities"], a["accepts_messages"], a["assistant"],
                            a["tracking_url"], a["batchable"], a["batch_id"], a["retry_policy_dict"], a["owners"])
 
-    def _add_local_reports(self, worker: str, steps: Sequence[dict[str, Any]]) -> None:
+    def _add_local_reports(self, worker: str, reports: Sequence[StepReport]) -> None:
         """:meth:`add_steps` for a :class:`trun.worker.Worker` in this process (not an RPC).
 
-        The entries are the worker's own, built with the right keys, ids and
+        The reports are the worker's own, built with the right ids and
         statuses, so only what comes from the user's step classes (priority,
-        resources, retry policy) is checked; a bad entry still changes nothing.
+        resources, retry policy) is checked; a bad report still changes nothing.
         """
         check_id(worker, "worker")
         prepared = []
-        for entry in steps:
-            # .get with the add_step defaults: a dict copy per report costs more than the report
-            get = entry.get
-            priority = get("priority", 0)
+        for report in reports:
+            (step_id, status, runnable, deps, new_deps, expl, resources, priority, family, module, params,
+             param_visibilities, accepts_messages, assistant, tracking_url, batchable, batch_id, retry_policy,
+             owners) = report
             if type(priority) is not int:
                 check_number(priority, "priority")
-            resources = get("resources")
-            retry_policy = get("retry_policy_dict")
             if retry_policy and retry_policy != _NO_RETRY_OVERRIDES:
                 retry_policy = check_retry_policy(retry_policy)
             else:
                 retry_policy = None  # what check_retry_policy makes of it
-            status = get("status", PENDING)
             if type(status) is not StepStatus:
                 status = parse_status(status)
             prepared.append((
-                entry["step_id"], status, get("runnable", True), get("deps"),
-                get("new_deps"), get("expl"), check_resources(resources) if resources else _NO_RESOURCES,
-                priority, get("family", ""), get("module"), get("params"), get("param_visibilities"),
-                get("accepts_messages", False), get("assistant", False), get("tracking_url"), get("batchable"),
-                get("batch_id"), retry_policy, get("owners")))
+                step_id, status, runnable, deps, new_deps, expl,
+                check_resources(resources) if resources else _NO_RESOURCES, priority, family, module, params,
+                param_visibilities, accepts_messages, assistant, tracking_url, batchable, batch_id, retry_policy,
+                owners))
         add = self._add_step
         clock = self._clock
         for args in prepared:

@@ -76,6 +76,7 @@ from typing import Any, NamedTuple, TypeVar
 
 from trun import parameter
 from trun.event import Event
+from trun.scheduler import StepReport
 from trun.step import Config, Register, Step, _class_facts, _no_event_handlers, validate_requirement
 from trun.step_process import (
     EXIT_GRACE_SECONDS,
@@ -195,6 +196,8 @@ class GetWorkResponse(NamedTuple):
 
 
 _new_tuple = tuple.__new__
+# The owners of a step class without owner e-mails (reports only read it).
+_NO_OWNERS: tuple[str, ...] = ()
 _step_id_of = operator.attrgetter("step_id")
 
 
@@ -415,7 +418,7 @@ class Worker:
         self._scheduler_calls = _SchedulerCalls(self)
         self._ping_thread: PingThread | None = None
         self._next_ping = 0.0
-        self._add_buffer: list[dict[str, Any]] | None = None
+        self._add_buffer: list[StepReport] | None = None
         self._add_buffer_since = 0.0
         self._spawn_reason_logged = False
         self._gc_pacer = GcPacer()
@@ -474,14 +477,14 @@ class Worker:
             kwargs["owners"] = step._owner_list()
             if kwargs.get("params"):
                 kwargs["param_visibilities"] = self._param_visibilities_of(step, _report_facts(step))
-        self._send_report(step, kwargs)
+        self._send_report(step, StepReport(**kwargs))
 
-    def _send_report(self, step: Step | None, report: dict[str, Any]) -> None:
+    def _send_report(self, step: Step | None, report: StepReport) -> None:
         """Record ``report`` in the history and send it (buffered while ``add()``/``run()`` run)."""
-        step_id = report["step_id"]
-        status = report["status"]
+        step_id = report.step_id
+        status = report.status
         if step is not None:
-            self._add_step_history.record(step, status, report["runnable"])
+            self._add_step_history.record(step, status, report.runnable)
         if self._batch_running_steps:
             batch = self._batch_running_steps.pop(step_id, None)
             if batch:
@@ -498,7 +501,7 @@ class Worker:
                 if local is not None:
                     local(self._id, [report])
                 else:
-                    self._scheduler.add_step(worker=self._id, **report)
+                    self._scheduler.add_step(worker=self._id, **report.kwargs())
         if logger.isEnabledFor(logging.INFO):
             logger.info("Informed scheduler that step   %s   has status   %s", step_id, status)
 
@@ -515,12 +518,12 @@ class Worker:
                 return
             bulk = getattr(self._scheduler, "add_steps", None)
             if bulk is not None and len(buffered) > 1:
-                bulk(worker=self._id, steps=buffered)
+                bulk(worker=self._id, steps=[report.kwargs() for report in buffered])
             else:
-                for kwargs in buffered:
-                    self._scheduler.add_step(worker=self._id, **kwargs)
+                for report in buffered:
+                    self._scheduler.add_step(worker=self._id, **report.kwargs())
 
-    def _local_reports(self) -> Callable[[str, list[dict[str, Any]]], None] | None:
+    def _local_reports(self) -> Callable[[str, list[StepReport]], None] | None:
         """The in-process scheduler's trusted bulk report method, or None for any other scheduler.
 
         The worker's own reports need none of the argument checks meant for
@@ -569,7 +572,8 @@ class Worker:
                 self._add_buffer = []
                 self._add_buffer_since = time.monotonic()
                 return self._scheduler.get_work(worker=self._id, host=self.host, assistant=self._assistant,
-                                                current_steps=list(self._running_steps), reports=reports)
+                                                current_steps=list(self._running_steps),
+                                                reports=[report.kwargs() for report in reports])
             else:
                 self._flush_add_buffer()
         return self._scheduler.get_work(worker=self._id, host=self.host, assistant=self._assistant,
@@ -969,25 +973,21 @@ class Worker:
         step_id = step.step_id
         self._scheduled_steps[step_id] = step
         params = step.to_str_params()
-        report = {
-            "step_id": step_id,
-            "status": status,
-            "deps": dep_ids,
-            "runnable": runnable,
-            "priority": step.priority,
-            "resources": step.resources if facts.own_resources else step.process_resources(),
-            "params": params,
-            "family": facts.family if facts.family is not None else step.step_family,
-            "module": facts.module if facts.module is not None else step.step_module,
-            "batchable": facts.batchable if facts.batchable is not None else step.batchable,
-            "retry_policy_dict": facts.retry_policy if facts.retry_policy is not None else _retry_policy_dict(step),
-            "accepts_messages": (facts.accepts_messages if facts.accepts_messages is not None
-                                 else step.accepts_messages),
-            "owners": [] if facts.no_owners else step._owner_list(),
-        }
-        if params:
-            report["param_visibilities"] = facts.param_visibilities or self._param_visibilities_of(step, facts)
-        self._send_report(step, report)
+        # StepReport(...) without the namedtuple's Python-level __new__, so in its field order.
+        self._send_report(step, _new_tuple(StepReport, (
+            step_id, status, runnable, dep_ids, None, None,
+            step.resources if facts.own_resources else step.process_resources(),
+            step.priority,
+            facts.family if facts.family is not None else step.step_family,
+            facts.module if facts.module is not None else step.step_module,
+            params,
+            (facts.param_visibilities or self._param_visibilities_of(step, facts)) if params else None,
+            facts.accepts_messages if facts.accepts_messages is not None else step.accepts_messages,
+            False, None,
+            facts.batchable if facts.batchable is not None else step.batchable,
+            None,
+            facts.retry_policy if facts.retry_policy is not None else _retry_policy_dict(step),
+            _NO_OWNERS if facts.no_owners else step._owner_list())))
         if self.reporters:
             self._notify_reporters("on_scheduled", step, status, runnable)
         return deps or []
@@ -1280,23 +1280,18 @@ class Worker:
 
         facts = _report_facts(step)
         params = step.to_str_params()
-        report = {
-            "step_id": step_id,
-            "status": status,
-            "expl": "null" if expl is None else _expl_json(expl),
-            "resources": step.resources if facts.own_resources else step.process_resources(),
-            "runnable": None,
-            "params": params,
-            "family": facts.family if facts.family is not None else step.step_family,
-            "module": facts.module if facts.module is not None else step.step_module,
-            "new_deps": new_deps,
-            "assistant": self._assistant,
-            "retry_policy_dict": facts.retry_policy if facts.retry_policy is not None else _retry_policy_dict(step),
-            "owners": [] if facts.no_owners else step._owner_list(),
-        }
-        if params:
-            report["param_visibilities"] = facts.param_visibilities or self._param_visibilities_of(step, facts)
-        self._send_report(step, report)
+        # StepReport(...) without the namedtuple's Python-level __new__, so in its field order.
+        self._send_report(step, _new_tuple(StepReport, (
+            step_id, status, None, None, new_deps, "null" if expl is None else _expl_json(expl),
+            step.resources if facts.own_resources else step.process_resources(),
+            0,
+            facts.family if facts.family is not None else step.step_family,
+            facts.module if facts.module is not None else step.step_module,
+            params,
+            (facts.param_visibilities or self._param_visibilities_of(step, facts)) if params else None,
+            False, self._assistant, None, None, None,
+            facts.retry_policy if facts.retry_policy is not None else _retry_policy_dict(step),
+            _NO_OWNERS if facts.no_owners else step._owner_list())))
         self._running_steps.pop(step_id)
         if not step_process.close(wait=False):
             self._exiting_children.append((time.monotonic() + EXIT_GRACE_SECONDS, step_process))
