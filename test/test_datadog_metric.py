@@ -1,6 +1,7 @@
 """The Datadog collector: what reaches a DogStatsD agent (a real UDP socket here) for each step event."""
 from __future__ import annotations
 
+import logging
 import socket
 import time
 
@@ -8,7 +9,7 @@ import pytest
 
 pytest.importorskip("datadog", reason="the datadog extra is not installed")
 
-from trun.contrib.datadog_metric import DatadogMetricsCollector  # noqa: E402
+from trun.contrib.datadog_metric import DOGSTATSD_LOGGER, DatadogMetricsCollector, DroppedPacketWarnings  # noqa: E402
 from trun.metrics import MetricsCollectors  # noqa: E402
 from trun.scheduler import Scheduler  # noqa: E402
 
@@ -177,7 +178,7 @@ def test_unresolvable_agent_host_is_an_error_naming_the_setting():
         DatadogMetricsCollector(statsd_host="no-such-host.invalid")
 
 
-def test_steps_are_scheduled_as_usual_when_no_agent_listens():
+def scheduler_without_agent() -> Scheduler:
     closed = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     closed.bind(("127.0.0.1", 0))
     port = closed.getsockname()[1]
@@ -186,7 +187,38 @@ def test_steps_are_scheduled_as_usual_when_no_agent_listens():
 
     get_config().set("datadog", "statsd_host", "127.0.0.1")
     get_config().set("datadog", "statsd_port", str(port))
-    s = Scheduler(metrics_collector="datadog")
+    return Scheduler(metrics_collector="datadog")
+
+
+def test_steps_are_scheduled_as_usual_when_no_agent_listens():
+    s = scheduler_without_agent()
     for i in range(3):
         run_one(s, f"A_{i}", "A", "DONE")
     assert len(s.step_list("DONE", "")) == 3  # every report was taken; the packets were dropped
+
+
+def test_packets_dropped_for_want_of_an_agent_are_not_a_warning_each(caplog):
+    s = scheduler_without_agent()
+    with caplog.at_level(logging.WARNING, logger=DOGSTATSD_LOGGER):
+        for i in range(20):
+            run_one(s, f"A_{i}", "A", "DONE")
+    dropped = [r for r in caplog.records if r.name == DOGSTATSD_LOGGER]
+    # At most one a minute (none when an earlier test of this process just had its one).
+    assert len(dropped) <= 1, [r.getMessage() for r in dropped]
+
+
+def test_a_dropped_packet_warning_passes_again_after_the_interval_with_the_count_held_back():
+    now = [0.0]
+    dropped = DroppedPacketWarnings(interval=60, clock=lambda: now[0])
+
+    def warning(msg: str = "Error submitting packet: %s, dropping the packet") -> logging.LogRecord:
+        return logging.LogRecord(DOGSTATSD_LOGGER, logging.WARNING, __file__, 1, msg, ("refused",), None)
+
+    assert dropped.filter(warning())
+    assert not dropped.filter(warning()) and not dropped.filter(warning())
+    assert dropped.filter(warning("Something else"))  # other records pass untouched
+    now[0] = 61.0
+    record = warning()
+    assert dropped.filter(record)
+    assert record.getMessage() == ("Error submitting packet: refused, dropping the packet "
+                                   "(2 more such warnings in the last 60 s were not logged)")

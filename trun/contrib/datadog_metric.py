@@ -23,7 +23,10 @@ the metrics, so that ``trund`` never waits on Datadog. ``api_key`` and
 
 The agent's host name is resolved once, when the collector is made: a name
 that does not resolve is an error then, rather than a DNS lookup in the
-scheduler's thread for every packet.
+scheduler's thread for every packet. When packets cannot be sent (no agent
+listens), the ``datadog`` library warns for each one it drops; ``trund``
+lets one such warning through per minute, saying how many it held back, so
+that its log does not fill with a few lines per step.
 
 Hazards: every distinct tag value makes a new time series in Datadog, and
 every parameter becomes a tag, as in Luigi. UDP drops what no agent receives:
@@ -31,7 +34,11 @@ nothing is raised, nothing is kept.
 """
 from __future__ import annotations
 
+import logging
 import socket
+import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 try:
@@ -44,7 +51,10 @@ from trun.metrics import MetricsCollector
 from trun.parameter import IntParameter, Parameter
 from trun.step import Config
 
-__all__ = ["DatadogMetricsCollector", "datadog"]
+__all__ = ["DatadogMetricsCollector", "DroppedPacketWarnings", "datadog"]
+
+#: The ``datadog`` library's logger, which warns for every packet it could not send.
+DOGSTATSD_LOGGER = "datadog.dogstatsd"
 
 
 class datadog(Config):  # lower case: the class name is the [datadog] section name
@@ -78,6 +88,7 @@ class DatadogMetricsCollector(MetricsCollector):
         self.default_tags = tags
         self._statsd = DogStatsd(host=_agent_address(config.statsd_host, config.statsd_port),
                                  port=config.statsd_port, disable_telemetry=True, origin_detection_enabled=False)
+        DroppedPacketWarnings.install()
 
     def handle_step_started(self, step: Any) -> None:
         self._send("started", "STARTED", step, "Trun: A step has been started!",
@@ -116,6 +127,49 @@ class DatadogMetricsCollector(MetricsCollector):
         params = getattr(step, "params", None) or {}
         return [f"step_name:{step.family}", *(f"{key}:{value}" for key, value in params.items()),
                 *self.default_tags]
+
+
+class DroppedPacketWarnings(logging.Filter):
+    """Lets one "Error submitting packet" warning of the ``datadog`` library through per ``interval`` seconds.
+
+    The next one let through says how many were held back meanwhile. Other
+    records pass untouched. ``install()`` puts the filter on the library's
+    logger once per process.
+    """
+
+    def __init__(self, interval: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.interval = interval
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._last_passed: float | None = None
+        self._held_back = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING or not str(record.msg).startswith("Error submitting packet"):
+            return True
+        with self._lock:
+            now = self._clock()
+            if self._last_passed is not None and now - self._last_passed < self.interval:
+                self._held_back += 1
+                return False
+            if self._held_back:
+                record.msg = (f"{record.msg} ({self._held_back} more such warnings in the last "
+                              f"{self.interval:g} s were not logged)")
+            self._last_passed = now
+            self._held_back = 0
+            return True
+
+    @classmethod
+    def install(cls) -> DroppedPacketWarnings:
+        """The filter on the library's logger, added on first use."""
+        logger = logging.getLogger(DOGSTATSD_LOGGER)
+        for existing in logger.filters:
+            if isinstance(existing, cls):
+                return existing
+        added = cls()
+        logger.addFilter(added)
+        return added
 
 
 def _agent_address(host: str, port: int) -> str:
