@@ -145,6 +145,7 @@ def test_unwritable_logdir_is_one_clear_line(tmp_path, free_port):
     ("[scheduler]\nmetrics_collector = bogus\n", "metrics_collector must be one of"),
     ("[scheduler]\nmetrics_collector = datadog\n[datadog]\nstatsd_host = no-such-host.invalid\n",
      "[datadog] statsd_host = no-such-host.invalid: cannot resolve"),
+    ("[scheduler]\nidle_connection_timeout = 0\n", "idle_connection_timeout = 0: it must be a number of seconds"),
 ])
 def test_bad_scheduler_setting_is_one_clear_line(tmp_path, free_port, config, message):
     cfg = tmp_path / "trun.cfg"

@@ -178,6 +178,50 @@ def test_one_kept_alive_connection_serves_many_rpcs(trund):
         connection.close()
 
 
+def _trund_with_idle_timeout(trund_factory, tmp_path, seconds: float):
+    return trund_factory(env=write_config(tmp_path / "idle.cfg", f"[scheduler]\nidle_connection_timeout = {seconds}\n"))
+
+
+def _ping_on(sock, worker: str) -> bytes:
+    body = json.dumps({"worker": worker}).encode()
+    sock.sendall(b"POST /api/ping HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 200"), answer
+    return answer
+
+
+def test_a_connection_idle_past_idle_connection_timeout_is_closed(trund_factory, tmp_path):
+    import socket
+
+    trund = _trund_with_idle_timeout(trund_factory, tmp_path, 1)
+    with socket.create_connection(("127.0.0.1", trund.port), timeout=10) as sock:
+        _ping_on(sock, "w")
+        started = time.monotonic()
+        assert sock.recv(1) == b""  # the server closed it
+        assert 0.9 < time.monotonic() - started < 8
+
+
+def test_a_connection_that_never_sends_a_request_is_closed_too(trund_factory, tmp_path):
+    import socket
+
+    trund = _trund_with_idle_timeout(trund_factory, tmp_path, 1)
+    with socket.create_connection(("127.0.0.1", trund.port), timeout=10) as sock:
+        sock.sendall(b"POST /api/ping HTTP/1.1\r\n")  # headers begun, never finished
+        assert sock.recv(1) == b""
+
+
+def test_a_connection_in_use_outlives_idle_connection_timeout(trund_factory, tmp_path):
+    import socket
+
+    trund = _trund_with_idle_timeout(trund_factory, tmp_path, 1)
+    with socket.create_connection(("127.0.0.1", trund.port), timeout=10) as sock:
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            _ping_on(sock, "w")
+            time.sleep(0.2)
+
+
 def test_server_keeps_serving_after_every_kind_of_bad_request(trund):
     call(trund.url, "no_such_method", data={})
     call(trund.url, "ping", raw=b"data=%7B", content_type="application/x-www-form-urlencoded")
