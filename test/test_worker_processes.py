@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import json
+import threading
 
 import pytest
 
@@ -192,6 +193,94 @@ def test_worker_with_trund_reports_each_result_with_the_next_get_work(trund):
     assert remote.calls["get_work"] == 11  # one per step, and the one that found nothing left
     assert all(row["status"] == "DONE" for row in remote.step_list(status="DONE", upstream_status="").values())
     assert len(remote.step_list(status="DONE", upstream_status="")) == 10
+
+
+def make_fan_in(prefix: str, leaves: int, done: set, on_walk=None):
+    class Leaf(trun.Step):
+        i = trun.IntParameter()
+
+        def requires(self):  # asked by the walk as it reaches the step, before its report
+            if on_walk is not None:
+                on_walk(self.i)
+            return []
+
+        def complete(self):
+            return (prefix, self.i) in done
+
+        def run(self):
+            done.add((prefix, self.i))
+
+    class Root(trun.Step):
+        def requires(self):
+            return [Leaf(i) for i in range(leaves)]
+
+        def complete(self):
+            return (prefix, "root") in done
+
+        def run(self):
+            done.add((prefix, "root"))
+
+    return Root
+
+
+def test_worker_walks_on_while_a_full_batch_of_reports_goes_to_trund(trund):
+    walked_on = threading.Event()
+    batches: list[int] = []
+
+    class SlowToTakeReports(RemoteScheduler):
+        def add_steps(self, worker, steps):
+            batches.append(len(steps))
+            if len(batches) == 1:
+                # Sent synchronously, this batch would hold the walk back for ever.
+                assert walked_on.wait(10), "the walk waited for the first batch of reports"
+            return super().add_steps(worker=worker, steps=steps)
+
+    done: set = set()
+    root = make_fan_in("Walk", 1200, done, on_walk=lambda i: i >= 900 and walked_on.set())
+    with Worker(scheduler=SlowToTakeReports(trund.url), wait_interval=0.01, wait_jitter=0) as worker:
+        assert worker.add(root())
+        assert not worker._report_sender.busy  # add() returns with every report applied
+        assert worker.run()
+    assert len(done) == 1201
+    assert sum(batches) >= 500 and batches[0] == 500
+
+
+def test_a_batch_of_reports_that_fails_in_the_background_fails_add(trund):
+    from trun.rpc import RPCError
+
+    class RefusingReports(RemoteScheduler):
+        def add_steps(self, worker, steps):
+            raise RPCError("refused for the test")
+
+    done: set = set()
+    root = make_fan_in("Refused", 700, done)
+    with Worker(scheduler=RefusingReports(trund.url), wait_interval=0.01, wait_jitter=0) as worker:
+        with pytest.raises(RPCError, match="refused for the test"):
+            worker.add(root())
+        assert not worker._report_sender.busy
+    assert not done
+
+
+def test_background_sender_sends_batches_in_order_and_raises_a_failure_at_wait():
+    from trun.worker_processes import BackgroundSender
+
+    sent: list[int] = []
+
+    def send(batch):
+        if batch == "bad":
+            raise ValueError("bad batch")
+        sent.append(batch)
+
+    sender = BackgroundSender(send)
+    for batch in range(5):
+        sender.send(batch)
+    sender.wait()
+    assert sent == [0, 1, 2, 3, 4] and not sender.busy
+    sender.send("bad")
+    with pytest.raises(ValueError, match="bad batch"):
+        sender.wait()
+    sender.wait()  # the failure is raised once
+    assert threading.active_count() == 1 or all(t.name != "trun-report-sender" for t in threading.enumerate())
 
 
 def test_form_body_keeps_every_character_of_the_arguments(trund):

@@ -92,7 +92,15 @@ from trun.step_process import (
 from trun.step_register import load_step
 from trun.step_status import DISABLED, DONE, FAILED, PENDING, RUNNING, UNKNOWN, StepStatus
 from trun.target import Target
-from trun.worker_processes import GcPacer, PingThread, PoolChecker, SerialChecker, TracebackWrapper, choose_mp_context
+from trun.worker_processes import (
+    BackgroundSender,
+    GcPacer,
+    PingThread,
+    PoolChecker,
+    SerialChecker,
+    TracebackWrapper,
+    choose_mp_context,
+)
 
 __all__ = [
     "GetWorkResponse",
@@ -425,6 +433,9 @@ class Worker:
         self._walk_gc_pacer = GcPacer(after_full_collections=True)  # see GcPacer: not while steps run
         self._get_work_takes_reports: bool | None = None
         self._local_reports_method: Any = False  # False: not looked up yet (see _local_reports)
+        # Full report buffers go to a remote scheduler from a thread while the walk goes on.
+        self._report_sender = BackgroundSender(self._send_reports)
+        self._sends_in_background: bool | None = None  # not looked up yet (see _flush_add_buffer)
 
         self._previous_sigusr1: Any = None
         if not self._config.no_install_shutdown_handler:
@@ -494,8 +505,9 @@ class Worker:
         if buffer is not None:
             buffer.append(report)
             if len(buffer) >= _ADD_BATCH_SIZE or time.monotonic() - self._add_buffer_since >= _ADD_BATCH_SECONDS:
-                self._flush_add_buffer()
+                self._flush_add_buffer(wait=False)
         else:
+            self._report_sender.wait()  # after the reports before it
             with self._scheduler_lock:
                 local = self._local_reports()
                 if local is not None:
@@ -505,23 +517,47 @@ class Worker:
         if logger.isEnabledFor(logging.INFO):
             logger.info("Informed scheduler that step   %s   has status   %s", step_id, status)
 
-    def _flush_add_buffer(self) -> None:
+    def _flush_add_buffer(self, wait: bool = True) -> None:
+        """Send the buffered reports; with ``wait``, return once every report sent so far is applied.
+
+        Without ``wait``, a remote scheduler's batch is sent from a thread
+        (:class:`BackgroundSender`) while the caller goes on: the worker walks
+        the next part of the graph while the scheduler takes this one in.
+        """
         buffered = self._add_buffer
-        if not buffered:
-            return
-        self._add_buffer = []
-        self._add_buffer_since = time.monotonic()
-        local = self._local_reports()
-        with self._scheduler_lock:
+        if buffered:
+            self._add_buffer = []
+            self._add_buffer_since = time.monotonic()
+            local = self._local_reports()
             if local is not None:
-                local(self._id, buffered)
-                return
-            bulk = getattr(self._scheduler, "add_steps", None)
-            if bulk is not None and len(buffered) > 1:
-                bulk(worker=self._id, steps=[report.kwargs() for report in buffered])
+                with self._scheduler_lock:
+                    local(self._id, buffered)
+            elif len(buffered) > 1 and self._sends_reports_in_background():
+                self._report_sender.send(buffered)
             else:
-                for report in buffered:
-                    self._scheduler.add_step(worker=self._id, **report.kwargs())
+                self._report_sender.wait()
+                with self._scheduler_lock:
+                    self._send_reports(buffered)
+        if wait:
+            self._report_sender.wait()
+
+    def _send_reports(self, reports: list[StepReport]) -> None:
+        """Reports to a scheduler other than the in-process one: one ``add_steps`` if it has it."""
+        bulk = getattr(self._scheduler, "add_steps", None)
+        if bulk is not None and len(reports) > 1:
+            bulk(worker=self._id, steps=[report.kwargs() for report in reports])
+        else:
+            for report in reports:
+                self._scheduler.add_step(worker=self._id, **report.kwargs())
+
+    def _sends_reports_in_background(self) -> bool:
+        """True for a remote scheduler: calls from several threads, each on its own connection."""
+        background = self._sends_in_background
+        if background is None:
+            from trun.rpc import RemoteScheduler
+
+            background = self._sends_in_background = isinstance(self._scheduler, RemoteScheduler)
+        return background
 
     def _local_reports(self) -> Callable[[str, list[StepReport]], None] | None:
         """The in-process scheduler's trusted bulk report method, or None for any other scheduler.
@@ -559,6 +595,7 @@ class Worker:
 
     def _call_get_work(self) -> dict[str, Any]:
         """``get_work``, carrying the buffered reports along when the scheduler allows (one round trip)."""
+        self._report_sender.wait()  # a batch still in flight must be applied first
         reports = self._add_buffer
         if reports:
             local = self._local_reports()
@@ -1005,6 +1042,7 @@ class Worker:
 
     def _mp_context(self, purpose: str) -> Any:
         """The multiprocessing context for starting children now (our ping thread is stopped first)."""
+        self._report_sender.wait()
         self._stop_ping_thread()
         context, others = choose_mp_context()
         if others and not self._spawn_reason_logged:

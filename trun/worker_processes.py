@@ -11,6 +11,8 @@
   :meth:`trun.worker.Worker.add`: inline, or in a ``ProcessPoolExecutor``
   (``parallel_scheduling``). The pool forks all its processes before it
   starts its own management thread, so it never forks with a thread alive.
+* :class:`BackgroundSender` sends a batch of reports to a remote scheduler
+  from a short-lived thread, while the worker goes on walking the graph.
 * :class:`GcPacer` keeps Python's cyclic garbage collector from scanning the
   whole step graph again and again while ``add()``/``run()`` handle a big one
   (with 100,000 steps a full collection takes a good part of a second, and
@@ -37,7 +39,7 @@ from typing import Any
 from trun.step import Step
 from trun.step_process import check_complete_cached
 
-__all__ = ["GcPacer", "PingThread", "PoolChecker", "SerialChecker", "TracebackWrapper", "check_complete_or_traceback",
+__all__ = ["BackgroundSender", "GcPacer", "PingThread", "PoolChecker", "SerialChecker", "TracebackWrapper", "check_complete_or_traceback",
            "choose_mp_context"]
 
 logger = logging.getLogger("trun-interface")
@@ -139,6 +141,51 @@ class PingThread(threading.Thread):
         """Stop pinging and wait until the thread has ended."""
         self._stop_event.set()
         self.join()
+
+
+class BackgroundSender:
+    """Runs ``send(batch)`` in a thread of its own, one batch at a time, in order.
+
+    :meth:`send` first waits for the batch before it (so batches arrive in
+    the order they were given), then starts a thread for this one and
+    returns. :meth:`wait` returns once no batch is in flight, raising what the
+    last one raised. No thread outlives :meth:`wait`: call it before forking,
+    and before anything that must see every batch applied.
+    """
+
+    def __init__(self, send: Callable[[Any], None]) -> None:
+        self._send = send
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    @property
+    def busy(self) -> bool:
+        """True while a batch may still be in flight (until :meth:`wait`)."""
+        return self._thread is not None
+
+    def send(self, batch: Any) -> None:
+        """Wait for the batch before, then send ``batch`` from a new thread."""
+        self.wait()
+        thread = threading.Thread(target=self._run, args=(batch,), name="trun-report-sender", daemon=True)
+        self._thread = thread
+        thread.start()
+
+    def wait(self) -> None:
+        """Wait until no batch is in flight; raise the exception of a batch that failed."""
+        thread = self._thread
+        if thread is None:
+            return
+        thread.join()
+        self._thread = None
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+    def _run(self, batch: Any) -> None:
+        try:
+            self._send(batch)
+        except BaseException as exc:  # noqa: BLE001 - handed to the thread that waits, which raises it
+            self._error = exc
 
 
 class TracebackWrapper:
