@@ -61,3 +61,47 @@ def test_compact_and_full_records_parse_to_the_same_step():
         full = step_record(s)
         assert step_record(step_from_record(compact_step_record(s))) == full, s.id
         assert len(compact_step_record(s)) <= len(full)
+
+
+def _drained_run_of_a_step_with_dependencies() -> tuple[Scheduler, list[dict]]:
+    clock = iter(range(1000)).__next__
+    sch = Scheduler(clock=lambda: float(clock()))
+    batches = []
+    sch.add_step(worker="w", step_id="A", deps=["B", "C"])
+    sch.add_step(worker="w", step_id="B")
+    sch.add_step(worker="w", step_id="C")
+    batches.append(sch.drain_changes())
+    for _ in range(3):
+        step_id = sch.get_work(worker="w", host="h")["step_id"]
+        batches.append(sch.drain_changes())
+        sch.add_step(worker="w", step_id=step_id, status=DONE)
+        batches.append(sch.drain_changes())
+    return sch, batches
+
+
+def test_a_status_change_record_does_not_repeat_unchanged_dependencies():
+    _, batches = _drained_run_of_a_step_with_dependencies()
+    assert batches[0]["A"]["deps"] == ["B", "C"]
+    later = [batch["A"] for batch in batches[1:] if "A" in batch]
+    assert [rec["status"] for rec in later] == [RUNNING, DONE]
+    assert all("deps" not in rec and rec["same_deps"] is True for rec in later)
+
+
+def test_records_that_keep_their_dependencies_replay_to_the_same_state():
+    sch, batches = _drained_run_of_a_step_with_dependencies()
+    replayed = Scheduler()
+    for batch in batches:
+        replayed.apply_changes(batch)
+    assert replayed.dump_state()["steps"] == sch.dump_state()["steps"]
+    replayed.validate_state()
+
+
+def test_a_record_keeping_the_dependencies_of_an_unknown_step_is_refused():
+    import pytest
+
+    from trun.scheduler_state import StateFormatError
+
+    replayed = Scheduler()
+    with pytest.raises(StateFormatError, match="step 'A' keeps its dependencies"):
+        replayed.apply_changes({"A": {"id": "A", "status": "PENDING", "time": 1.0, "same_deps": True}})
+    assert replayed.dump_state()["steps"] == {}

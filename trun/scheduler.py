@@ -1162,8 +1162,10 @@ class Scheduler(SchedulerQueries):
         if not isinstance(st.dirty, set):
             raise RuntimeError("this scheduler does not record its changes: create it with record_changes=True")
         dirty, st.dirty = st.dirty, set()
+        deps_changed, st.deps_changed = st.deps_changed, set()
         steps = st.steps
-        return ((i, compact_step_record(steps[i]) if i in steps else removed_step_record(st, i)) for i in dirty)
+        return ((i, compact_step_record(steps[i], i in deps_changed) if i in steps else removed_step_record(st, i))
+                for i in dirty)
 
     def apply_changes(self, changes: Mapping[str, dict[str, Any] | None]) -> None:
         """Apply :meth:`drain_changes` output (journal replay); all records are checked first."""

@@ -74,7 +74,7 @@ def step_record(s: StepRecord) -> dict[str, Any]:
     }
 
 
-def compact_step_record(s: StepRecord) -> dict[str, Any]:
+def compact_step_record(s: StepRecord, with_deps: bool = True) -> dict[str, Any]:
     """:func:`step_record` without the fields that hold their default (what the journal writes).
 
     :func:`step_from_record` reads a missing field as its default, so both
@@ -83,10 +83,18 @@ def compact_step_record(s: StepRecord) -> dict[str, Any]:
     equals ``time``. Written field by field rather than as a filtered
     :func:`step_record`: the journal makes about three of these per step run
     through ``trund``, and the full record would be 34 fields each time.
+
+    Without ``with_deps`` (the dependencies did not change since the step's
+    last record) a step with dependencies has ``"same_deps": true`` instead
+    of its ``deps``: :func:`apply_records` takes them from the step as it is.
+    A step's status changes then cost a few fields, not its fifty dependencies.
     """
     rec: dict[str, Any] = {"id": s.id, "status": s.status.value}
     if s.deps:
-        rec["deps"] = sorted(s.deps)
+        if with_deps:
+            rec["deps"] = sorted(s.deps)
+        else:
+            rec["same_deps"] = True
     if s.stakeholders:
         rec["stakeholders"] = sorted(s.stakeholders)
     if s.workers:
@@ -389,6 +397,7 @@ def load_into(state: SchedulerState, dumped: Any, now: float) -> None:
     for wid, fam, args, size in batchers:
         state.batchers.setdefault(wid, {})[fam] = (args, size)
     state.dirty.clear()
+    state.deps_changed.clear()
 
 
 def apply_records(state: SchedulerState, changes: Any, now: float) -> None:
@@ -397,6 +406,13 @@ def apply_records(state: SchedulerState, changes: Any, now: float) -> None:
         raise StateFormatError(f"scheduler changes must be an object, got {type(changes).__name__}")
     parsed = {s.id: s for s in _parse_steps(changes)}
     buried = _parse_tombstones({sid: rec.get("revoked", []) for sid, rec in changes.items() if _is_tombstone(rec)})
+    for step_id, s in parsed.items():
+        if changes[step_id].get("same_deps") is True:
+            known = state.steps.get(step_id)
+            if known is None:
+                raise StateFormatError(f"malformed scheduler changes: the record of step {step_id!r} keeps its "
+                                       "dependencies (same_deps), but the state has no such step to keep them from")
+            s.deps = known.deps
     for step_id, rec in changes.items():
         if rec is None:
             state.discard_record(step_id)

@@ -422,6 +422,9 @@ class SchedulerState:
         #: Ids of the steps changed since the last drain (see Scheduler.iter_changes); nothing
         #: is kept when no one drains them (a scheduler in the worker's own process).
         self.dirty: set[str] | _ChangesNotRecorded = set() if record_changes else _NOT_RECORDED
+        #: Of those, the steps that are new or whose dependencies changed: a change record of
+        #: any other step need not repeat its dependencies (see compact_step_record).
+        self.deps_changed: set[str] | _ChangesNotRecorded = set() if record_changes else _NOT_RECORDED
         #: Removed step id -> its revoked leases (oldest removal first). A timed-out
         #: worker may still be running the step and report it late, after the step
         #: was removed and added again: the new record must still ignore it.
@@ -462,6 +465,7 @@ class SchedulerState:
         s.revoked = self.tombstones.pop(step_id, ())
         self.steps[step_id] = s
         self.dirty.add(step_id)
+        self.deps_changed.add(step_id)
         return s
 
     def remove_step(self, s: StepRecord) -> None:
@@ -585,6 +589,7 @@ class SchedulerState:
             for d in new:
                 self._link(d, s.id)
         s.deps = new
+        self.deps_changed.add(s.id)
         self._recount(s)
 
     def add_deps(self, s: StepRecord, deps: Iterable[str]) -> None:
@@ -923,12 +928,14 @@ class SchedulerState:
         self.attach(s)
         self.sync(s)
         self.dirty.discard(s.id)
+        self.deps_changed.discard(s.id)
 
     def discard_record(self, step_id: str) -> None:
         s = self.steps.get(step_id)
         if s is not None:
             self.remove_step(s)
         self.dirty.discard(step_id)
+        self.deps_changed.discard(step_id)
 
     # ------------------------------------------------------------ validation
     def validate(self) -> None:

@@ -13,8 +13,9 @@ state in a *directory* (``--state-path``, ``[scheduler] state_path``) holding:
     One header line ``{"format": "trund-journal", "version": 1, "after_seq": S}``
     then one line per batch of changes, ``{"seq": n, "changes": {...}}``, where
     ``changes`` is what ``Scheduler.drain_changes()`` returned
-    (``{step_id: entry}``): an entry is the step's full record, ``null`` for a
-    step removed for good, or the tombstone of a removed step whose revoked
+    (``{step_id: entry}``): an entry is the step's whole record (but its
+    dependencies when they did not change since its last record: ``"same_deps":
+    true``), ``null`` for a step removed for good, or the tombstone of a removed step whose revoked
     leases must outlive it, ``{"id": step_id, "removed": true, "revoked":
     [worker ids]}`` (see ``Scheduler.drain_changes``). Each line reaches the
     operating system with one ``write()`` before the RPC that caused it is
@@ -39,9 +40,10 @@ Compaction writes a new snapshot and starts a new journal. ``trund`` does it
 in a forked child (:meth:`StateStore.start_background_compaction`), so that
 dumping a large scheduler never pauses request handling; the final snapshot on
 shutdown is written in process (:meth:`StateStore.compact`). Replay is
-idempotent because journal records carry full step records and records already
-in the snapshot are skipped by ``seq``, so a crash at any point of compaction
-leaves loadable state. Snapshots due to the record count are spaced by a
+idempotent because journal records carry whole step records (dependencies kept
+by ``same_deps`` are taken from the state replayed so far, which the snapshot
+and the records before hold) and records already in the snapshot are skipped
+by ``seq``, so a crash at any point of compaction leaves loadable state. Snapshots due to the record count are spaced by a
 multiple of how long the last one took (see :meth:`StateStore.compaction_due`),
 so the journal of a large state grows longer between snapshots.
 
