@@ -284,6 +284,26 @@ def test_kill_9_keeps_acknowledged_done_failed_and_disabled_steps(trund):
     assert "it broke" in call(trund.url, "fetch_error", data={"step_id": "Failed1"})[1]["response"]["error"]
 
 
+def test_kill_9_keeps_disabled_workers_their_batchers_and_queued_messages(trund):
+    call(trund.url, "add_worker", data={"worker": "off", "info": {"host": "h"}})
+    call(trund.url, "disable_worker", data={"worker": "off"})
+    call(trund.url, "add_step_batcher", data={"worker": "batching", "step_family": "Daily",
+                                              "batched_args": ["date"], "max_batch_size": 5})
+    call(trund.url, "set_worker_processes", data={"worker": "batching", "n": 3})
+
+    trund.kill(9)
+    trund.start()
+
+    assert call(trund.url, "get_work", data={"worker": "off", "host": "h"})[1]["response"]["worker_state"] == "disabled"
+    messages = call(trund.url, "ping", data={"worker": "batching"})[1]["response"]["rpc_messages"]
+    assert messages == [{"name": "set_worker_processes", "kwargs": {"n": 3}}]
+    for step in ("2026-01-01", "2026-01-02"):
+        call(trund.url, "add_step", data={"worker": "batching", "step_id": f"Daily_{step}", "family": "Daily",
+                                          "params": {"date": step}, "batchable": True})
+    work = call(trund.url, "get_work", data={"worker": "batching", "host": "h"})[1]["response"]
+    assert sorted(work["batch_step_ids"]) == ["Daily_2026-01-01", "Daily_2026-01-02"]  # still batched
+
+
 @pytest.mark.slow
 def test_kill_9_keeps_failure_counts_and_scheduler_disable_time(trund_factory, tmp_path):
     env = write_config(tmp_path / "trun.cfg",

@@ -386,7 +386,7 @@ def test_a_request_changing_thousands_of_records_is_one_journal_line_written_in_
     store, scheduler = start_scheduler(str(tmp_path))
     leaves = [f"Leaf_{i}" for i in range(3000)]
     scheduler.add_step(worker="w", step_id="Root", deps=leaves)
-    assert store.record(scheduler) == 3001
+    assert store.record(scheduler) == 3001 + 1  # the steps, and the worker "w" first seen
     crash(store)
     with open(store.journal_path, "rb") as journal:
         lines = journal.read().splitlines()
@@ -411,3 +411,64 @@ def test_a_torn_streamed_journal_line_is_dropped(tmp_path, monkeypatch):
 
     _, restored = start_scheduler(str(tmp_path))
     assert set(restored.dump_state()["steps"]) == {"First"}
+
+
+# -- workers and batchers ---------------------------------------------------------
+
+
+def test_a_worker_disabled_since_the_snapshot_is_still_disabled_after_kill_9(tmp_path):
+    store, scheduler = start_scheduler(str(tmp_path))
+    scheduler.add_worker(worker="w", info={"host": "h1", "workers": 3})
+    store.record(scheduler)
+    scheduler.disable_worker(worker="w")
+    store.record(scheduler)
+    crash(store)
+
+    _, restored = start_scheduler(str(tmp_path))
+    worker = restored.dump_state()["workers"]["w"]
+    assert worker["disabled"] is True and worker["info"] == {"host": "h1", "workers": 3}
+    assert restored.get_work(worker="w", host="h1")["worker_state"] == "disabled"
+
+
+def test_batchers_registered_since_the_snapshot_survive_kill_9(tmp_path):
+    store, scheduler = start_scheduler(str(tmp_path))
+    scheduler.add_step_batcher(worker="w", step_family="Daily", batched_args=["date"], max_batch_size=10)
+    scheduler.add_step_batcher(worker="w", step_family="Hourly", batched_args=["hour"], max_batch_size=None)
+    store.record(scheduler)
+    crash(store)
+
+    _, restored = start_scheduler(str(tmp_path))
+    assert restored.dump_state()["batchers"] == {"w": {"Daily": [["date"], 10], "Hourly": [["hour"], None]}}
+
+
+def test_a_queued_worker_message_survives_kill_9_and_is_delivered_once(tmp_path):
+    store, scheduler = start_scheduler(str(tmp_path))
+    scheduler.set_worker_processes(worker="w", n=4)
+    store.record(scheduler)
+    crash(store)
+
+    store, restored = start_scheduler(str(tmp_path))
+    assert restored.ping(worker="w")["rpc_messages"] == [{"name": "set_worker_processes", "kwargs": {"n": 4}}]
+    store.record(restored)
+    crash(store)
+
+    _, again = start_scheduler(str(tmp_path))
+    assert again.ping(worker="w")["rpc_messages"] == []
+
+
+def test_worker_records_replayed_over_its_steps_keep_the_indexes_right(tmp_path):
+    store, scheduler = start_scheduler(str(tmp_path))
+    scheduler.add_step(worker="w", step_id="A", deps=["B"])
+    scheduler.add_step(worker="w", step_id="B")
+    store.record(scheduler)
+    assert scheduler.get_work(worker="w", host="h2")["step_id"] == "B"
+    scheduler.add_worker(worker="w", info={"workers": 2})
+    store.record(scheduler)
+    crash(store)
+
+    _, restored = start_scheduler(str(tmp_path))
+    restored.validate_state()
+    assert restored.dump_state()["workers"]["w"]["info"] == {"workers": 2}
+    assert restored.dump_state()["workers"]["w"]["reference"] == {"host": "h2"}
+    restored.add_step(worker="w", step_id="B", status="DONE")
+    assert restored.get_work(worker="w", host="h2")["step_id"] == "A"

@@ -97,10 +97,12 @@ from trun.scheduler_config import (
 from trun.scheduler_queries import SchedulerQueries
 from trun.scheduler_records import (
     apply_records,
+    apply_worker_records,
     compact_step_record,
     dump_state,
     load_into,
     removed_step_record,
+    worker_change_record,
 )
 from trun.scheduler_select import select
 from trun.scheduler_state import (
@@ -274,6 +276,7 @@ class Scheduler(SchedulerQueries):
         w = self._state.get_worker(check_id(worker_id, "worker"), now)
         if reference:
             w.reference = reference
+            self._state.workers_changed.add(w.id)
         w.last_active = now
         if get_work:
             w.last_get_work = now
@@ -529,6 +532,7 @@ class Scheduler(SchedulerQueries):
             st.end(s)
         del st.workers[w.id]
         st.batchers.pop(w.id, None)
+        st.workers_changed.add(w.id)
 
     # ------------------------------------------------------------ adding steps
     @rpc_method()
@@ -539,7 +543,10 @@ class Scheduler(SchedulerQueries):
         check_id(step_family, "step_family")
         args = check_ids(batched_args, "batched_args") or []
         size = math.inf if max_batch_size is None else check_number(max_batch_size, "max_batch_size")
+        # The worker's record too: its batchers are journaled with it, and leave with it.
+        self._touch(worker, self._clock())
         self._state.batchers.setdefault(worker, {})[step_family] = (args, size)
+        self._state.workers_changed.add(worker)
 
     @rpc_method()
     def forgive_failures(self, step_id: str) -> dict[str, Any]:
@@ -872,6 +879,7 @@ class Scheduler(SchedulerQueries):
         except (TypeError, ValueError):
             raise TypeError(f"add_worker: info must be an object or a list of [key, value] pairs, "
                             f"got {info!r:.80}") from None
+        self._state.workers_changed.add(w.id)
 
     @rpc_method()
     def disable_worker(self, worker: str) -> None:
@@ -879,6 +887,7 @@ class Scheduler(SchedulerQueries):
         st = self._state
         w = st.get_worker(check_id(worker, "worker"), self._clock())
         w.disabled = True
+        st.workers_changed.add(w.id)
         for step_id in list(w.steps):
             s = st.steps[step_id]
             st.begin(s)
@@ -892,6 +901,7 @@ class Scheduler(SchedulerQueries):
             raise ValueError(f"set_worker_processes: n must be a non-negative integer, got {n!r}")
         w = self._state.get_worker(check_id(worker, "worker"), self._clock())
         w.rpc_messages.append({"name": "set_worker_processes", "kwargs": {"n": n}})
+        self._state.workers_changed.add(w.id)
 
     @rpc_method()
     def send_scheduler_message(self, worker: str, step: str, content: str) -> dict[str, Any]:
@@ -902,6 +912,7 @@ class Scheduler(SchedulerQueries):
         w = self._state.get_worker(check_id(worker, "worker"), self._clock())
         w.rpc_messages.append({"name": "dispatch_scheduler_message",
                                "kwargs": {"step_id": step, "message_id": message_id, "content": content}})
+        self._state.workers_changed.add(w.id)
         return {"message_id": message_id}
 
     @rpc_method()
@@ -981,11 +992,14 @@ class Scheduler(SchedulerQueries):
         w = self._touch(worker, now, get_work=True)
         if w.reference is None or w.reference.get("host") != host:
             w.reference = {"host": host}
+            st.workers_changed.add(w.id)
         if w.disabled:
             return {"n_pending_steps": 0, "n_unique_pending": 0, "n_pending_last_scheduled": 0,
                     "running_steps": [], "step_id": None, "worker_state": w.state}
         if assistant:
-            w.info["assistant"] = assistant
+            if w.info.get("assistant") != assistant:
+                w.info["assistant"] = assistant
+                st.workers_changed.add(w.id)
             st.keep_any_heaps()
         best: StepRecord | None = None
         batch: list[StepRecord] | None = None
@@ -1049,6 +1063,8 @@ class Scheduler(SchedulerQueries):
         """Keep ``worker`` alive; returns and clears its queued ``rpc_messages``."""
         w = self._touch(worker, self._clock())
         messages, w.rpc_messages = w.rpc_messages, []
+        if messages:
+            self._state.workers_changed.add(w.id)
         return {"rpc_messages": messages}
 
     # ------------------------------------------------------------ queries
@@ -1170,6 +1186,23 @@ class Scheduler(SchedulerQueries):
     def apply_changes(self, changes: Mapping[str, dict[str, Any] | None]) -> None:
         """Apply :meth:`drain_changes` output (journal replay); all records are checked first."""
         apply_records(self._state, changes, self._clock())
+
+    def drain_worker_changes(self) -> dict[str, dict[str, Any] | None]:
+        """Workers changed since the last call: ``{worker id: record with its batchers, or None if it left}``.
+
+        Only what a restart needs: a worker's registration (info, host),
+        whether it is disabled, its queued messages and its batchers; not the
+        times of its last calls (every worker counts as just seen after a restart).
+        """
+        st = self._state
+        if not isinstance(st.workers_changed, set):
+            raise RuntimeError("this scheduler does not record its changes: create it with record_changes=True")
+        changed, st.workers_changed = st.workers_changed, set()
+        return {wid: worker_change_record(st, wid) for wid in changed}
+
+    def apply_worker_changes(self, changes: Mapping[str, dict[str, Any] | None]) -> None:
+        """Apply :meth:`drain_worker_changes` output (journal replay); all records are checked first."""
+        apply_worker_records(self._state, changes, self._clock())
 
     def validate_state(self) -> None:
         """Check every index against the records; raises :class:`SchedulerStateError` (tests call it)."""

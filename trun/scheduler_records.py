@@ -30,8 +30,8 @@ from trun.scheduler_state import (
 )
 from trun.step_status import PENDING, StepStatus
 
-__all__ = ["apply_records", "compact_step_record", "dump_state", "iter_batchers", "load_into", "removed_step_record", "step_from_record",
-           "step_record", "worker_from_record", "worker_record"]
+__all__ = ["apply_records", "apply_worker_records", "compact_step_record", "dump_state", "iter_batchers", "load_into", "removed_step_record", "step_from_record",
+           "step_record", "worker_change_record", "worker_from_record", "worker_record"]
 
 
 def step_record(s: StepRecord) -> dict[str, Any]:
@@ -344,6 +344,58 @@ def iter_batchers(raw: Any) -> Iterator[tuple[str, str, list[str], float]]:
             yield wid, fam, list(value[0]), size
 
 
+def worker_change_record(state: SchedulerState, worker_id: str) -> dict[str, Any] | None:
+    """What the journal keeps of a changed worker: its record and its batchers, or None once it left."""
+    w = state.workers.get(worker_id)
+    if w is None:
+        return None
+    rec = worker_record(w)
+    rec["batchers"] = {fam: [list(args), _finite_or_none(size)]
+                       for fam, (args, size) in state.batchers.get(worker_id, {}).items()}
+    return rec
+
+
+def apply_worker_records(state: SchedulerState, changes: Any, now: float) -> None:
+    """Apply ``{worker_id: worker_change_record or None}`` (journal replay); all are checked first.
+
+    A known worker keeps its indexes (the steps it may run, holds a stake in,
+    runs): only its durable fields change. One that left is forgotten unless
+    a step still names it.
+    """
+    if not isinstance(changes, Mapping):
+        raise StateFormatError(f"worker changes must be an object, got {type(changes).__name__}")
+    parsed: dict[str, tuple[WorkerRecord, list[tuple[str, list[str], float]]] | None] = {}
+    for wid, rec in changes.items():
+        if rec is None:
+            parsed[wid] = None
+            continue
+        w = worker_from_record(rec, now)
+        if w.id != wid:
+            raise StateFormatError(f"malformed scheduler changes: worker record {wid!r} has id {w.id!r}")
+        batchers = [(fam, args, size) for _, fam, args, size in iter_batchers({wid: rec.get("batchers", {})})]
+        parsed[wid] = (w, batchers)
+    for wid, change in parsed.items():
+        known = state.workers.get(wid)
+        if change is None:
+            if known is not None and not (known.steps or known.stakes or known.running or known.running_member):
+                del state.workers[wid]
+            state.batchers.pop(wid, None)
+            continue
+        w, batchers = change
+        if known is None:
+            state.workers[wid] = w
+            state.push_worker_deadline(w)
+        else:
+            known.info, known.reference, known.started = w.info, w.reference, w.started
+            known.disabled, known.rpc_messages = w.disabled, w.rpc_messages
+            if w.last_get_work is not None:
+                known.last_get_work = w.last_get_work
+        state.batchers[wid] = {fam: (args, size) for fam, args, size in batchers}
+        if not state.batchers[wid]:
+            del state.batchers[wid]
+    state.workers_changed.clear()
+
+
 def _parse_steps(records: Mapping[str, Any]) -> list[StepRecord]:
     parsed = []
     for step_id, rec in records.items():
@@ -398,6 +450,7 @@ def load_into(state: SchedulerState, dumped: Any, now: float) -> None:
         state.batchers.setdefault(wid, {})[fam] = (args, size)
     state.dirty.clear()
     state.deps_changed.clear()
+    state.workers_changed.clear()
 
 
 def apply_records(state: SchedulerState, changes: Any, now: float) -> None:

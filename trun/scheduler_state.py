@@ -425,6 +425,9 @@ class SchedulerState:
         #: Of those, the steps that are new or whose dependencies changed: a change record of
         #: any other step need not repeat its dependencies (see compact_step_record).
         self.deps_changed: set[str] | _ChangesNotRecorded = set() if record_changes else _NOT_RECORDED
+        #: Ids of the workers whose durable record or batchers changed (or that left) since the last
+        #: drain (see Scheduler.drain_worker_changes).
+        self.workers_changed: set[str] | _ChangesNotRecorded = set() if record_changes else _NOT_RECORDED
         #: Removed step id -> its revoked leases (oldest removal first). A timed-out
         #: worker may still be running the step and report it late, after the step
         #: was removed and added again: the new record must still ignore it.
@@ -442,6 +445,7 @@ class SchedulerState:
         if w is None:
             w = self.workers[worker_id] = WorkerRecord(worker_id, now)
             self.push_worker_deadline(w)
+            self.workers_changed.add(worker_id)
         return w
 
     def push_worker_deadline(self, w: WorkerRecord) -> None:

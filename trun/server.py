@@ -53,7 +53,7 @@ import tornado.netutil
 import tornado.routing
 import tornado.web
 
-from trun.state_store import BadStateError, LoadedState, StateStore
+from trun.state_store import BadStateError, LoadedState, StateStore, drain_all_changes
 
 __all__ = ["BadStateError", "DEFAULT_MAX_BODY_SIZE", "DEFAULT_STATE_PATH", "CorsSettings", "TrundServer", "app", "run"]
 
@@ -750,7 +750,7 @@ class TrundServer:
     def _journal_changes(self) -> bool:
         """Append the scheduler's pending changes to the journal; False if that failed."""
         if self.store is None:
-            self.scheduler.drain_changes()
+            drain_all_changes(self.scheduler)
             return True
         try:
             self.store.record(self.scheduler)
@@ -780,7 +780,7 @@ class TrundServer:
             if background:
                 self.store.start_background_compaction(self.scheduler)
             else:
-                self.scheduler.drain_changes()
+                drain_all_changes(self.scheduler)
                 self.store.compact(self.scheduler.dump_state())
         except (OSError, TypeError, ValueError) as exc:
             logger.error("could not write the state snapshot to %s: %s", self.store.path, exc)

@@ -78,6 +78,7 @@ __all__ = [
     "LoadedState",
     "StateLockedError",
     "StateStore",
+    "drain_all_changes",
 ]
 
 logger = logging.getLogger("trun.server")
@@ -138,6 +139,8 @@ class LoadedState:
     snapshot: dict[str, Any] | None = None
     #: ``(line number, changes)`` to replay after the snapshot, oldest first.
     journal: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    #: The worker changes of those lines that have some, by line number.
+    workers: dict[int, dict[str, Any]] = field(default_factory=dict)
     #: Human-readable notes (torn line dropped, files set aside, ...), to be logged.
     warnings: list[str] = field(default_factory=list)
     #: Sequence number of the last record loaded (snapshot or journal).
@@ -167,6 +170,14 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), default=_json_default)
 def encode_json(value: Any) -> bytes:
     """Compact JSON for state files; sets become lists."""
     return _ENCODER.encode(value).encode("utf-8")
+
+
+def drain_all_changes(scheduler: Any) -> None:
+    """Forget the scheduler's pending changes, of steps and of workers (a snapshot holds them all)."""
+    scheduler.drain_changes()
+    drain_workers = getattr(scheduler, "drain_worker_changes", None)
+    if drain_workers is not None:
+        drain_workers()
 
 
 def _fsync_directory(path: str) -> None:
@@ -402,7 +413,9 @@ class StateStore:
                 continue
             seq = doc.get("seq")
             changes = doc.get("changes")
-            if not isinstance(seq, int) or isinstance(seq, bool) or not isinstance(changes, dict):
+            workers = doc.get("workers", {})
+            if (not isinstance(seq, int) or isinstance(seq, bool) or not isinstance(changes, dict)
+                    or not isinstance(workers, dict)):
                 if is_last:
                     loaded.warnings.append(f"{where}: dropped a torn last record (trund stopped while writing it)")
                     break
@@ -420,6 +433,8 @@ class StateStore:
                 loaded.warnings.append(f"{self.journal_path} {problem}; skipped")
                 continue
             loaded.journal.append((number, changes))
+            if workers:
+                loaded.workers[number] = workers
             last_seq = seq
         loaded.last_seq = last_seq
 
@@ -489,16 +504,20 @@ class StateStore:
                     self._set_aside(self.journal_path, loaded)
                 loaded.snapshot = None
                 loaded.journal.clear()
+        apply_workers = getattr(scheduler, "apply_worker_changes", None)
         for line_number, changes in loaded.journal:
             try:
                 scheduler.apply_changes(changes)
+                worker_changes = loaded.workers.get(line_number)
+                if worker_changes and apply_workers is not None:
+                    apply_workers(worker_changes)
             except (ValueError, TypeError, KeyError) as exc:
                 problem = f"line {line_number}: the scheduler cannot apply this record: {exc}"
                 if not self.ignore_bad_state:
                     raise BadStateError(self.journal_path, problem) from exc
                 loaded.warnings.append(f"ignoring bad state: {self.journal_path} {problem}; skipped")
         # What was replayed is already on disk; do not journal it a second time.
-        scheduler.drain_changes()
+        drain_all_changes(scheduler)
         if loaded.journal:
             self._changed_since_snapshot = True
         return loaded
@@ -580,7 +599,7 @@ class StateStore:
             raise
 
     def record(self, scheduler: DurableScheduler) -> int:
-        """Journal whatever ``scheduler.drain_changes()`` returns; returns the number of changed records.
+        """Journal what ``scheduler.drain_changes()`` (and ``drain_worker_changes()``) return; returns how many records.
 
         With a scheduler that has ``iter_changes`` the line is encoded and
         written a piece at a time (a request may change 100,000 records, whose
@@ -596,12 +615,15 @@ class StateStore:
             return len(changes) if changes else 0
         pairs = iter_changes()
         first = next(pairs, None)
-        if first is None:
+        drain_workers = getattr(scheduler, "drain_worker_changes", None)
+        workers = drain_workers() if drain_workers is not None else None
+        if first is None and not workers:
             return 0
         self._changed_since_snapshot = True
         self._records_since_snapshot += 1
+        n_workers = len(workers) if workers else 0
         if not self.journal_enabled:
-            return 1 + sum(1 for _ in pairs)
+            return n_workers + (0 if first is None else 1 + sum(1 for _ in pairs))
         if self._journal_fd is None:
             self._journal_broken = True
             raise OSError(errno.EBADF, "the journal is not open", self.journal_path)
@@ -609,7 +631,7 @@ class StateStore:
         count = 0
         chunk = [b'{"seq":%d,"changes":{' % self._seq]
         size = 0
-        changes = itertools.chain((first,), pairs)
+        changes = itertools.chain((first,), pairs) if first is not None else iter(())
         try:
             while True:
                 # A few records per encoder call (one call each would cost more than
@@ -625,12 +647,15 @@ class StateStore:
                     self._write_journal(b"".join(chunk))
                     chunk.clear()
                     size = 0
-            chunk.append(b"}}\n")
+            chunk.append(b"}")
+            if workers:
+                chunk.append(b',"workers":' + encode_json(workers))
+            chunk.append(b"}\n")
             self._write_journal(b"".join(chunk))
         except OSError:
             self._journal_broken = True
             raise
-        return count
+        return count + n_workers
 
     def _write_journal(self, data: bytes) -> None:
         view = memoryview(data)
@@ -704,7 +729,7 @@ class StateStore:
         if self._background is not None:
             return
         if not hasattr(os, "fork") or self._journal_broken:
-            scheduler.drain_changes()
+            drain_all_changes(scheduler)
             self.compact(scheduler.dump_state())
             return
         self._ensure_directory()
@@ -796,7 +821,7 @@ class StateStore:
         try:
             self.wait_background_compaction()
             if scheduler is not None:
-                scheduler.drain_changes()
+                drain_all_changes(scheduler)
                 self.compact(scheduler.dump_state())
         finally:
             if self._journal_fd is not None:
