@@ -263,21 +263,45 @@ def _rpc_parameters(signature: inspect.Signature) -> list[inspect.Parameter]:
     return params
 
 
+@dataclass(frozen=True)
+class _Binding:
+    """What checking a call's arguments needs from an RPC method's signature (made once per method)."""
+
+    signature: inspect.Signature
+    named: Mapping[str, inspect.Parameter]
+    takes_any: bool
+    required: tuple[str, ...]
+
+
+# By method name (hashing a Signature costs more than binding it): checked against the signature given.
+_BINDINGS: dict[str, _Binding] = {}
+
+
+def _binding(method: str, signature: inspect.Signature) -> _Binding:
+    binding = _BINDINGS.get(method)
+    if binding is None or binding.signature is not signature:
+        params = _rpc_parameters(signature)
+        named = {p.name: p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        binding = _BINDINGS[method] = _Binding(
+            signature, named, any(p.kind is p.VAR_KEYWORD for p in params),
+            tuple(name for name, p in named.items() if p.default is p.empty))
+    return binding
+
+
 def bind_rpc_arguments(method: str, signature: inspect.Signature, arguments: Mapping[str, Any]) -> dict[str, Any]:
     """Check decoded ``arguments`` against the RPC method's signature; return the keyword arguments.
 
     Raises :class:`RequestError` (400) naming the unknown, missing or mistyped argument.
     """
-    params = _rpc_parameters(signature)
-    named = {p.name: p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-    takes_any = any(p.kind is p.VAR_KEYWORD for p in params)
-    if not takes_any:
+    binding = _binding(method, signature)
+    named = binding.named
+    if not binding.takes_any:
         unknown = [name for name in arguments if name not in named]
         if unknown:
             first = unknown[0]
             raise RequestError(400, f"unknown argument {first!r} for {method}"
                                     f"{_did_you_mean(first, named)}; {method} takes: {', '.join(named) or 'nothing'}")
-    missing = [name for name, p in named.items() if p.default is p.empty and name not in arguments]
+    missing = [name for name in binding.required if name not in arguments]
     if missing:
         raise RequestError(400, f"missing required argument{'s' if len(missing) > 1 else ''} "
                                 f"{', '.join(repr(m) for m in missing)} for {method}")
