@@ -105,3 +105,26 @@ def test_a_record_keeping_the_dependencies_of_an_unknown_step_is_refused():
     with pytest.raises(StateFormatError, match="step 'A' keeps its dependencies"):
         replayed.apply_changes({"A": {"id": "A", "status": "PENDING", "time": 1.0, "same_deps": True}})
     assert replayed.dump_state()["steps"] == {}
+
+
+def test_a_worker_change_with_malformed_batchers_is_refused_naming_the_worker():
+    import pytest
+
+    from trun.scheduler_state import StateFormatError
+
+    replayed = Scheduler()
+    replayed.add_worker(worker="w", info={"host": "h"})
+    before = replayed.dump_state()
+    with pytest.raises(StateFormatError, match="batcher 'w'/'Daily' must be"):
+        replayed.apply_worker_changes({"w": {"id": "w", "info": {"host": "h2"}, "batchers": {"Daily": "date"}}})
+    assert replayed.dump_state() == before  # nothing applied
+
+
+def test_a_worker_that_left_is_replayed_as_gone_with_its_batchers():
+    sch = Scheduler(record_changes=True)
+    sch.add_step_batcher(worker="w", step_family="Daily", batched_args=["date"], max_batch_size=3)
+    replayed = Scheduler()
+    replayed.apply_worker_changes(sch.drain_worker_changes())
+    assert replayed.dump_state()["batchers"] == {"w": {"Daily": [["date"], 3]}}
+    replayed.apply_worker_changes({"w": None})
+    assert replayed.dump_state()["workers"] == {} and replayed.dump_state()["batchers"] == {}

@@ -271,12 +271,8 @@ class Scheduler(SchedulerQueries):
         return self._metrics
 
     # ------------------------------------------------------------ helpers
-    def _touch(self, worker_id: str, now: float, reference: dict[str, Any] | None = None,
-               get_work: bool = False) -> WorkerRecord:
+    def _touch(self, worker_id: str, now: float, get_work: bool = False) -> WorkerRecord:
         w = self._state.get_worker(check_id(worker_id, "worker"), now)
-        if reference:
-            w.reference = reference
-            self._state.workers_changed.add(w.id)
         w.last_active = now
         if get_work:
             w.last_get_work = now

@@ -89,74 +89,43 @@ def compact_step_record(s: StepRecord, with_deps: bool = True) -> dict[str, Any]
     of its ``deps``: :func:`apply_records` takes them from the step as it is.
     A step's status changes then cost a few fields, not its fifty dependencies.
     """
-    rec: dict[str, Any] = {"id": s.id, "status": s.status.value}
+    rec: dict[str, Any] = {"id": s.id, "status": s.status.value, "time": s.time}
+    if s.updated != s.time:
+        rec["updated"] = s.updated
     if s.deps:
         if with_deps:
             rec["deps"] = sorted(s.deps)
         else:
             rec["same_deps"] = True
-    if s.stakeholders:
-        rec["stakeholders"] = sorted(s.stakeholders)
-    if s.workers:
-        rec["workers"] = list(s.workers)
-    rec["time"] = s.time
-    if s.updated != s.time:
-        rec["updated"] = s.updated
-    if s.retry is not None:
-        rec["retry"] = s.retry
-    if s.remove is not None:
-        rec["remove"] = s.remove
-    if s.worker_running is not None:
-        rec["worker_running"] = s.worker_running
-    if s.time_running is not None:
-        rec["time_running"] = s.time_running
-    if s.lease != 0:
-        rec["lease"] = s.lease
-    if s.revoked:
-        rec["revoked"] = list(s.revoked)
-    if s.expl is not None:
-        rec["expl"] = s.expl
-    if s.priority != 0:
-        rec["priority"] = s.priority
-    if s.resources:
-        rec["resources"] = dict(s.resources)
-    if s.resources_running is not None:
-        rec["resources_running"] = dict(s.resources_running)
-    if s.family != "":
-        rec["family"] = s.family
-    if s.module is not None:
-        rec["module"] = s.module
-    if s.params:
-        rec["params"] = dict(s.params)
-    if s.param_visibilities:
-        rec["param_visibilities"] = dict(s.param_visibilities)
-    if s.accepts_messages is not False and s.accepts_messages != 0:
-        rec["accepts_messages"] = s.accepts_messages
-    if s.retry_policy is not None:
-        rec["retry_policy"] = dict(s.retry_policy)
-    if s.failures:
-        rec["failures"] = list(s.failures)
-    if s.first_failure_time is not None:
-        rec["first_failure_time"] = s.first_failure_time
-    if s.tracking_url is not None:
-        rec["tracking_url"] = s.tracking_url
-    if s.status_message is not None:
-        rec["status_message"] = s.status_message
-    if s.progress_percentage is not None:
-        rec["progress_percentage"] = s.progress_percentage
-    if s.scheduler_message_responses:
-        rec["scheduler_message_responses"] = dict(s.scheduler_message_responses)
-    if s.scheduler_disable_time is not None:
-        rec["scheduler_disable_time"] = s.scheduler_disable_time
-    if s.runnable is not False and s.runnable != 0:
-        rec["runnable"] = s.runnable
-    if s.batchable is not False and s.batchable != 0:
-        rec["batchable"] = s.batchable
-    if s.batch_id is not None:
-        rec["batch_id"] = s.batch_id
-    if s.seq != 0:
-        rec["seq"] = s.seq
+    for name, write in _COLLECTIONS:
+        value = getattr(s, name)
+        if value:
+            rec[name] = write(value)
+    for name in _NONE_BY_DEFAULT:
+        value = getattr(s, name)
+        if value is not None:
+            rec[name] = value
+    for name, default in _SCALARS:
+        value = getattr(s, name)
+        if value != default:
+            rec[name] = value
+    for name in _COPIED_WHEN_SET:
+        value = getattr(s, name)
+        if value is not None:
+            rec[name] = dict(value)
     return rec
+
+
+# How compact_step_record writes each field but id, status, times and deps: each
+# only when away from a new step's value (see test_scheduler_records).
+_COLLECTIONS = (("stakeholders", sorted), ("workers", list), ("revoked", list), ("resources", dict),
+                ("params", dict), ("param_visibilities", dict), ("failures", list),
+                ("scheduler_message_responses", dict))
+_NONE_BY_DEFAULT = ("retry", "remove", "worker_running", "time_running", "expl", "module", "first_failure_time",
+                    "tracking_url", "status_message", "progress_percentage", "scheduler_disable_time", "batch_id")
+_SCALARS = (("lease", 0), ("priority", 0), ("family", ""), ("accepts_messages", False), ("runnable", False),
+            ("batchable", False), ("seq", 0))
+_COPIED_WHEN_SET = ("resources_running", "retry_policy")
 
 
 def removed_step_record(state: SchedulerState, step_id: str) -> dict[str, Any] | None:

@@ -622,7 +622,7 @@ class _HTTPServer(tornado.httpserver.HTTPServer):
 
     Tornado closes an idle keep-alive connection with a timeout around the
     reading of each request's headers: a timer made and cancelled for every
-    request, about a tenth of ``trund``'s time per RPC. Here the server notes
+    request, about 7% of ``trund``'s CPU per RPC. Here the server notes
     when each connection starts waiting for its next request, and
     :meth:`close_idle_connections` (run periodically) closes those that have
     waited longer than ``idle_seconds``, half-sent headers included.

@@ -11,17 +11,20 @@ state in a *directory* (``--state-path``, ``[scheduler] state_path``) holding:
     temporary file, ``fsync``, ``os.replace``, ``fsync`` of the directory).
 ``journal.jsonl``
     One header line ``{"format": "trund-journal", "version": 1, "after_seq": S}``
-    then one line per batch of changes, ``{"seq": n, "changes": {...}}``, where
-    ``changes`` is what ``Scheduler.drain_changes()`` returned
-    (``{step_id: entry}``): an entry is the step's whole record (but its
-    dependencies when they did not change since its last record: ``"same_deps":
-    true``), ``null`` for a step removed for good, or the tombstone of a removed step whose revoked
-    leases must outlive it, ``{"id": step_id, "removed": true, "revoked":
-    [worker ids]}`` (see ``Scheduler.drain_changes``). Each line reaches the
-    operating system with one ``write()`` before the RPC that caused it is
-    answered, which is enough
-    to survive ``kill -9`` of ``trund`` (not a power cut: there is no ``fsync``
-    per request, on purpose, because it would cost a disk flush per RPC).
+    then one line per batch of changes, ``{"seq": n, "changes": {...},
+    "workers": {...}}``. ``changes`` is what ``Scheduler.drain_changes()``
+    returned (``{step_id: entry}``): an entry is the step's whole record (but
+    for dependencies that did not change since its last record:
+    ``"same_deps": true``), ``null`` for a step removed for good, or the
+    tombstone of a removed step whose revoked leases must outlive it,
+    ``{"id": step_id, "removed": true, "revoked": [worker ids]}`` (see
+    ``Scheduler.drain_changes``). ``workers``, left out when empty, is what
+    ``Scheduler.drain_worker_changes()`` returned: each changed worker's
+    record with its batchers, or ``null`` for a worker that left. Each line
+    reaches the operating system with one ``write()`` before the RPC that
+    caused it is answered, which is enough to survive ``kill -9`` of
+    ``trund`` (not a power cut: there is no ``fsync`` per request, on
+    purpose, because it would cost a disk flush per RPC).
 ``lock``
     Held with ``flock`` while a ``trund`` uses the directory, so two daemons
     never write the same state.
@@ -43,9 +46,10 @@ shutdown is written in process (:meth:`StateStore.compact`). Replay is
 idempotent because journal records carry whole step records (dependencies kept
 by ``same_deps`` are taken from the state replayed so far, which the snapshot
 and the records before hold) and records already in the snapshot are skipped
-by ``seq``, so a crash at any point of compaction leaves loadable state. Snapshots due to the record count are spaced by a
-multiple of how long the last one took (see :meth:`StateStore.compaction_due`),
-so the journal of a large state grows longer between snapshots.
+by ``seq``, so a crash at any point of compaction leaves loadable state.
+Snapshots due to the record count are spaced by a multiple of how long the
+last one took (see :meth:`StateStore.compaction_due`), so the journal of a
+large state grows longer between snapshots.
 
 Hazards: not thread-safe — ``trund`` calls it only from its IOLoop thread.
 Background snapshots ``fork()``: the child only serialises the scheduler and
@@ -599,7 +603,7 @@ class StateStore:
             raise
 
     def record(self, scheduler: DurableScheduler) -> int:
-        """Journal what ``scheduler.drain_changes()`` (and ``drain_worker_changes()``) return; returns how many records.
+        """Journal the scheduler's changes of steps and of workers; returns how many records that is.
 
         With a scheduler that has ``iter_changes`` the line is encoded and
         written a piece at a time (a request may change 100,000 records, whose

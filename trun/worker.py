@@ -1012,19 +1012,19 @@ class Worker:
         params = step.to_str_params()
         # StepReport(...) without the namedtuple's Python-level __new__, so in its field order.
         self._send_report(step, _new_tuple(StepReport, (
-            step_id, status, runnable, dep_ids, None, None,
-            step.resources if facts.own_resources else step.process_resources(),
-            step.priority,
-            facts.family if facts.family is not None else step.step_family,
-            facts.module if facts.module is not None else step.step_module,
-            params,
+            step_id, status, runnable, dep_ids, None, None,  # step_id, status, runnable, deps, new_deps, expl
+            step.resources if facts.own_resources else step.process_resources(),  # resources
+            step.priority,  # priority
+            facts.family if facts.family is not None else step.step_family,  # family
+            facts.module if facts.module is not None else step.step_module,  # module
+            params,  # params
             (facts.param_visibilities or self._param_visibilities_of(step, facts)) if params else None,
             facts.accepts_messages if facts.accepts_messages is not None else step.accepts_messages,
-            False, None,
-            facts.batchable if facts.batchable is not None else step.batchable,
-            None,
+            False, None,  # assistant, tracking_url
+            facts.batchable if facts.batchable is not None else step.batchable,  # batchable
+            None,  # batch_id
             facts.retry_policy if facts.retry_policy is not None else _retry_policy_dict(step),
-            _NO_OWNERS if facts.no_owners else step._owner_list())))
+            _NO_OWNERS if facts.no_owners else step._owner_list())))  # owners
         if self.reporters:
             self._notify_reporters("on_scheduled", step, status, runnable)
         return deps or []
@@ -1320,16 +1320,18 @@ class Worker:
         params = step.to_str_params()
         # StepReport(...) without the namedtuple's Python-level __new__, so in its field order.
         self._send_report(step, _new_tuple(StepReport, (
+            # step_id, status, runnable, deps, new_deps, expl
             step_id, status, None, None, new_deps, "null" if expl is None else _expl_json(expl),
-            step.resources if facts.own_resources else step.process_resources(),
-            0,
-            facts.family if facts.family is not None else step.step_family,
-            facts.module if facts.module is not None else step.step_module,
-            params,
+            step.resources if facts.own_resources else step.process_resources(),  # resources
+            0,  # priority
+            facts.family if facts.family is not None else step.step_family,  # family
+            facts.module if facts.module is not None else step.step_module,  # module
+            params,  # params
             (facts.param_visibilities or self._param_visibilities_of(step, facts)) if params else None,
+            # accepts_messages, assistant, tracking_url, batchable, batch_id
             False, self._assistant, None, None, None,
             facts.retry_policy if facts.retry_policy is not None else _retry_policy_dict(step),
-            _NO_OWNERS if facts.no_owners else step._owner_list())))
+            _NO_OWNERS if facts.no_owners else step._owner_list())))  # owners
         self._running_steps.pop(step_id)
         if not step_process.close(wait=False):
             self._exiting_children.append((time.monotonic() + EXIT_GRACE_SECONDS, step_process))
