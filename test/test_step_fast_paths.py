@@ -278,6 +278,47 @@ def test_a_normalizer_runs_once_and_its_own_key_error_is_not_swallowed() -> None
     assert calls == ["a", "bad"]
 
 
+def make_two_normalizers(calls: list[str]) -> type:
+    class Strict(trun.Parameter):
+        def normalize(self, x: Any) -> Any:
+            calls.append(f"{self.label}:{x}")
+            if x == "bad":
+                raise ValueError(f"bad {self.label}")
+            return x.upper()
+
+        def __init__(self, label: str) -> None:
+            super().__init__()
+            self.label = label
+
+    class TwoStrict(trun.Step):
+        first = Strict("first")
+        second = Strict("second")
+
+    return TwoStrict
+
+
+def test_a_class_with_two_normalizing_parameters_gets_a_written_constructor() -> None:
+    calls: list[str] = []
+    TwoStrict = make_two_normalizers(calls)
+    step = TwoStrict(first="a", second="b")
+    assert TwoStrict._trun_param_spec().new_from_call is not None
+    assert (step.first, step.second) == ("A", "B")
+    assert TwoStrict("a", "b") is TwoStrict(second="b", first="a") is step
+    assert calls == ["first:a", "second:b"] * 3
+
+
+def test_with_two_normalizers_the_error_raised_follows_the_callers_keyword_order() -> None:
+    calls: list[str] = []
+    TwoStrict = make_two_normalizers(calls)
+    with pytest.raises(ValueError, match="bad first"):
+        TwoStrict(first="bad", second="bad")
+    assert calls == ["first:bad"]  # in declaration order: raised as it is, each normalizer once
+    with pytest.raises(ValueError, match="bad second"):
+        TwoStrict(second="bad", first="bad")
+    with pytest.raises(ValueError, match="bad first"):
+        TwoStrict("bad", "bad")
+
+
 def test_a_non_string_for_a_plain_parameter_still_warns_from_where_it_did() -> None:
     class Loose(trun.Step):
         text = trun.Parameter()

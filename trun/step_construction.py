@@ -316,6 +316,18 @@ def new_from_call(cls, args, kwargs, {defaults}):
 """
 
 
+def _normalizing_source(indexes: list[int]) -> str:
+    """The constructor's lines that normalize the values ``v<i>`` of the parameters at ``indexes``."""
+    lines = [f"v{i} = _normalize{i}(v{i})" for i in indexes]
+    if len(lines) < 2:
+        return lines[0] if lines else "pass"
+    body = "\n        ".join(lines)
+    return (f"try:\n        {body}\n    except Exception:\n"
+            # The general way normalizes in the caller's keyword order (positional: declaration order).
+            "        if args or tuple(kwargs) == _names:\n            raise\n"
+            "        return None")
+
+
 def _compile_new_from_call(spec: _ParamSpec) -> Callable[[type, tuple[Any, ...], dict[str, Any]], Any] | None:
     """``Register.__call__`` for a call giving every parameter, written out for the class.
 
@@ -324,12 +336,16 @@ def _compile_new_from_call(spec: _ParamSpec) -> Callable[[type, tuple[Any, ...],
     instance cache and ``_trun_init()`` do then, without their loops and
     calls. It returns None for a call it does not handle (a missing or
     unknown parameter...), which then goes the general way. Only for
-    classes that keep Step's own ``__init__``/``__new__`` and have at most one
-    parameter with its own ``normalize``: with two, which one raises first
-    would depend on the caller's keyword order, as it does the general way.
+    classes that keep Step's own ``__init__``/``__new__``.
+
+    With several parameters that have their own ``normalize``, it normalizes
+    in declaration order, where the general way follows the caller's keyword
+    order: when one raises and the caller named the parameters in another
+    order, the call goes the general way, so that the error is the one the
+    general way raises first.
     """
     normalizers = {name: normalize for name, normalize in spec.normalizers.items() if normalize is not None}
-    if spec.custom or len(normalizers) > 1 or not spec.plain_construction or not spec.names:
+    if spec.custom or not spec.plain_construction or not spec.names:
         return None
     # The only type check left on the way is plain Parameter's "is it a str?"
     # (see _type_check_is_noop): asked first, and a value that would warn goes
@@ -341,14 +357,13 @@ def _compile_new_from_call(spec: _ParamSpec) -> Callable[[type, tuple[Any, ...],
     variables = [f"v{i}" for i in range(len(names))]
     normalize_args = [f"_normalize{i}" for i, name in enumerate(names) if name in normalizers]
     source = _NEW_FROM_CALL_TEMPLATE.format(
-        defaults=", ".join(f"{arg}={arg}" for arg in ["family", "step_id", "_object_new", *normalize_args]),
+        defaults=", ".join(f"{arg}={arg}" for arg in ["family", "step_id", "_object_new", "_names", *normalize_args]),
         count=len(names),
         # Every value read before any is normalized: a KeyError raised by a normalizer is its own.
         unpack="\n            ".join(f"{var} = kwargs[{name!r}]" for var, name in zip(variables, names)),
         unpack_args="".join(f"{var}, " for var in variables),
         all_positional=len(spec.positional) == len(names),
-        normalize="\n    ".join(f"v{i} = _normalize{i}(v{i})" for i, name in enumerate(names)
-                                if name in normalizers) or "pass",
+        normalize=_normalizing_source([i for i, name in enumerate(names) if name in normalizers]),
         # Lists and sets become tuples, as resolve() makes them.
         tuples="\n    ".join(f"if isinstance({var}, (list, set)):\n        {var} = tuple({var})" for var in variables),
         values=", ".join(variables),
@@ -358,7 +373,7 @@ def _compile_new_from_call(spec: _ParamSpec) -> Callable[[type, tuple[Any, ...],
     )
     namespace: dict[str, Any] = {f"_normalize{i}": normalizers[name] for i, name in enumerate(names)
                                  if name in normalizers}
-    namespace.update(family=spec.family, step_id=spec.step_id, _object_new=object.__new__)
+    namespace.update(family=spec.family, step_id=spec.step_id, _object_new=object.__new__, _names=names)
     exec(source, globals(), namespace)  # noqa: S102 - the source is made above from identifiers and reprs
     return namespace["new_from_call"]
 
