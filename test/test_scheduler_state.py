@@ -5,11 +5,12 @@ import random
 
 import pytest
 
+from trun.scheduler import Scheduler
 from trun.scheduler_state import RankHeap
 
 
-def _entry(rank: float, seq: int) -> tuple[float, float, int, int, str]:
-    return (0, rank, seq, seq, f"step-{seq}")
+def _entry(rank: float, seq: int) -> tuple[float, float, int, str, tuple]:
+    return (0, rank, seq, f"step-{seq}", ())
 
 
 def _drain(heap: RankHeap) -> list[tuple]:
@@ -68,3 +69,19 @@ def test_rank_heap_head_of_an_empty_heap_is_none_and_pop_raises():
     assert not heap
     with pytest.raises(IndexError):
         heap.pop()
+
+
+def test_dead_ready_entries_are_dropped_by_a_rebuild_that_keeps_the_live_ones_in_rank_order():
+    sch = Scheduler()
+    for name in "ABCDEF":
+        sch.add_step(worker="w", step_id=name, status="PENDING", priority=0)
+    sch.add_step(worker="w", step_id="Z", status="PENDING", deps=["A"])  # pending, not ready
+    # Each raised priority of a ready step gives it a new heap entry; the old one is dead.
+    for round_ in range(1, 2001):
+        for i, name in enumerate("ABCDEF"):
+            sch.add_step(worker="w", step_id=name, status="PENDING", priority=round_ * 10 - i)
+    state = sch._state
+    assert state.ready.size < 8192  # rebuilt: 12,000 entries were pushed
+    assert state.n_ready == 6
+    sch.validate_state()
+    assert [sch.get_work(worker="w")["step_id"] for _ in range(6)] == list("ABCDEF")

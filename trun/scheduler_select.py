@@ -118,7 +118,7 @@ def select(state: SchedulerState, w: WorkerRecord, assistant: bool, totals: Mapp
         heap = groups[()]
         entry = heap.pop()
         state.ready.size -= 1
-        best = state.steps[entry[4]]
+        best = state.steps[entry[3]]
         return best, collect_batch(state, w, best, owner, heap)
     return _select_greedy(state, w, assistant, totals, active_since)
 
@@ -185,7 +185,7 @@ def _select_greedy(state: SchedulerState, w: WorkerRecord, assistant: bool, tota
         if not stream.mine and not slots_of(stream.owner):
             stream.alive = False  # this worker has no slot left to reserve with
             continue
-        s = steps[stream.head[4]]
+        s = steps[stream.head[3]]
         if s.id in seen:
             head = stream.advance(state)
         elif not fits(s.resources, greedy):

@@ -165,7 +165,7 @@ class StepRecord:
         "batchable", "batch_id", "seq",
         # derived
         "attached", "n_unfinished", "n_blocking", "p_done", "p_block", "ready", "counted",
-        "run_indexed", "used_contrib", "heap_version", "heap_key", "heap_owners",
+        "run_indexed", "used_contrib", "heap_entry", "heap_owners",
         "dl_retry", "dl_enable", "dl_remove",
     )
 
@@ -222,8 +222,8 @@ class StepRecord:
         self.counted = False
         self.run_indexed = False
         self.used_contrib: dict[str, int] | None = None
-        self.heap_version = 0
-        self.heap_key: tuple[Any, ...] | None = None
+        #: The step's live ready-heap entry (None when not ready): any other entry naming it is dead.
+        self.heap_entry: tuple[Any, ...] | None = None
         self.heap_owners: tuple[str | None, ...] = ()
         self.dl_retry: float | None = None
         self.dl_enable: float | None = None
@@ -358,10 +358,12 @@ class RankHeap:
 class ReadyQueue:
     """Heaps of ready steps, grouped by owner (worker id, or None for all runnable) and resource need.
 
-    Entries are ``(-priority, time, seq, version, step_id)``; an entry is valid
-    while the step is ready, its ``heap_version`` equals ``version`` and the
-    owner may still run it. Invalid entries are dropped lazily when they reach
-    the top, and the heaps are rebuilt when dead entries outnumber live ones.
+    Entries are ``(-priority, time, seq, step_id, resource signature)``; an
+    entry is valid while the step is ready, it *is* the step's ``heap_entry``
+    (compared by identity, so that an entry of a removed step cannot pass for
+    one of a new step with the same id) and the owner may still run it.
+    Invalid entries are dropped lazily when they reach the top, and the heaps
+    are rebuilt when dead entries outnumber live ones.
     """
 
     def __init__(self) -> None:
@@ -414,7 +416,8 @@ class SchedulerState:
         #: for work (see :meth:`keep_any_heaps`), so a plain run pushes each
         #: ready step once instead of twice.
         self.any_heaps = False
-        self.ready_ids: set[str] = set()
+        #: How many steps are ready (PENDING, every dependency DONE); their ``ready`` flag says which.
+        self.n_ready = 0
         self.used: dict[str, int] = {}
         self.batches: dict[str, set[str]] = {}
         self.deadlines: list[tuple[float, int, str, str]] = []
@@ -434,9 +437,6 @@ class SchedulerState:
         self.tombstones: dict[str, tuple[str, ...]] = {}
         self._seq = itertools.count()
         self._dl_seq = itertools.count()
-        # Heap entry versions are unique across steps, so an entry of a removed
-        # step can never pass for one of a new step with the same id.
-        self._versions = itertools.count(1)
 
     # ------------------------------------------------------------ workers
     def get_worker(self, worker_id: str, now: float) -> WorkerRecord:
@@ -551,8 +551,8 @@ class SchedulerState:
             self._count(s, -1)
             s.counted = False
         s.ready = False
-        self.ready_ids.discard(step_id)
-        s.heap_key = None
+        self.n_ready -= 1
+        s.heap_entry = None
         s.heap_owners = ()
         self._index_running(s)
         self.workers[s.worker_running].running.add(step_id)  # type: ignore[index]
@@ -583,15 +583,16 @@ class SchedulerState:
         old = s.deps
         if old == new:
             return  # the usual re-add: counters and links are right already
+        alone = (s.id,)  # what each dependency without other dependents gets: one tuple, shared
         if old:
             old_ids, new_ids = set(old), set(new)
             for d in old_ids - new_ids:
                 self._unlink(d, s.id)
             for d in new_ids - old_ids:
-                self._link(d, s.id)
+                self._link(d, s.id, alone)
         else:  # the first dependencies (a fan-in's root has many): no sets to compare
             for d in new:
-                self._link(d, s.id)
+                self._link(d, s.id, alone)
         s.deps = new
         self.deps_changed.add(s.id)
         self._recount(s)
@@ -612,7 +613,7 @@ class SchedulerState:
         s.n_unfinished = unfinished
         s.n_blocking = blocking
 
-    def _link(self, dep: str, step_id: str) -> None:
+    def _link(self, dep: str, step_id: str, alone: tuple[str]) -> None:
         # Callers link only a dependency the step did not have: ``step_id`` is
         # not among ``dep``'s dependents yet (looking would cost a comparison
         # per dependent, for each of them: quadratic when a layer of steps all
@@ -620,7 +621,7 @@ class SchedulerState:
         rdeps = self.rdeps
         users = rdeps.get(dep)
         if users is None:
-            rdeps[dep] = (step_id,)
+            rdeps[dep] = alone
         elif type(users) is tuple:
             rdeps[dep] = users + (step_id,) if len(users) < _RDEPS_TUPLE_MAX else {*users, step_id}
         else:
@@ -698,7 +699,7 @@ class SchedulerState:
             s.counted = False
         if s.ready:
             s.ready = False
-            self.ready_ids.discard(s.id)
+            self.n_ready -= 1
         if s.run_indexed:
             self._unindex_running(s)
         if s.worker_running is not None:
@@ -724,10 +725,10 @@ class SchedulerState:
             s.counted = True
         if status is PENDING and s.n_unfinished == 0:
             s.ready = True
-            self.ready_ids.add(s.id)
+            self.n_ready += 1
             self._push_ready(s)
         else:
-            s.heap_key = None
+            s.heap_entry = None
             s.heap_owners = ()
         if status is RUNNING:
             self._index_running(s)
@@ -800,37 +801,35 @@ class SchedulerState:
         # What detach + attach do to an attached PENDING step whose readiness alone changes.
         s.ready = ready
         if ready:
-            self.ready_ids.add(s.id)
+            self.n_ready += 1
             self._push_ready(s)
         else:
-            self.ready_ids.discard(s.id)
-            s.heap_key = None
+            self.n_ready -= 1
+            s.heap_entry = None
             s.heap_owners = ()
 
     def _push_ready(self, s: StepRecord) -> None:
         resources = s.resources
-        key = (-s.priority, s.time, s.seq, resource_signature(resources) if resources else ())
+        sig = resource_signature(resources) if resources else ()
         owners: tuple[str | None, ...] = s.workers + (None,) if s.runnable and self.any_heaps else s.workers
-        if s.heap_key != key:
-            s.heap_version = next(self._versions)
-            s.heap_key = key
+        entry = s.heap_entry
+        rank = -s.priority
+        if entry is None or entry[0] != rank or entry[1] != s.time or entry[2] != s.seq or entry[4] != sig:
+            entry = s.heap_entry = (rank, s.time, s.seq, s.id, sig)  # the old entries are dead
             new = owners
         else:
             old = s.heap_owners
             new = tuple(o for o in owners if o not in old)
         s.heap_owners = owners
-        if new:
-            entry = (key[0], key[1], key[2], s.heap_version, s.id)
-            sig = key[3]
-            for owner in new:
-                self.ready.push(owner, sig, entry)
-        if self.ready.needs_rebuild(len(self.ready_ids)):
+        for owner in new:
+            self.ready.push(owner, sig, entry)
+        if self.ready.needs_rebuild(self.n_ready):
             self.rebuild_ready()
 
     def entry_valid(self, owner: str | None, entry: tuple[Any, ...]) -> StepRecord | None:
         """The step of a heap entry if the entry is still live for ``owner``, else None."""
-        s = self.steps.get(entry[4])
-        if s is None or not s.ready or s.heap_version != entry[3]:
+        s = self.steps.get(entry[3])
+        if s is None or not s.ready or s.heap_entry is not entry:
             return None
         if owner is None:
             return s if s.runnable else None
@@ -845,21 +844,20 @@ class SchedulerState:
     def rebuild_ready(self) -> None:
         """Drop dead heap entries by rebuilding every heap from the ready steps."""
         self.ready.clear()
-        for step_id in self.ready_ids:
-            s = self.steps[step_id]
-            s.heap_key = None
-            s.heap_owners = ()
         entries: dict[str | None, dict[tuple[Any, ...], list[tuple[Any, ...]]]] = {}
-        for step_id in self.ready_ids:
-            s = self.steps[step_id]
-            key = (-s.priority, s.time, s.seq, resource_signature(s.resources))
+        steps = self.steps
+        # Ready steps are PENDING; without a set of their own, a rebuild (after
+        # thousands of dead entries) walks the PENDING ones.
+        for step_id in self.by_status[PENDING]:
+            s = steps[step_id]
+            if not s.ready:
+                continue
+            sig = resource_signature(s.resources)
             owners: tuple[str | None, ...] = s.workers + (None,) if s.runnable and self.any_heaps else s.workers
-            s.heap_version = next(self._versions)
-            s.heap_key = key
+            entry = s.heap_entry = (-s.priority, s.time, s.seq, step_id, sig)
             s.heap_owners = owners
-            entry = (key[0], key[1], key[2], s.heap_version, s.id)
             for owner in owners:
-                entries.setdefault(owner, {}).setdefault(key[3], []).append(entry)
+                entries.setdefault(owner, {}).setdefault(sig, []).append(entry)
                 self.ready.size += 1
         for owner, groups in entries.items():
             self.ready.heaps[owner] = {sig: RankHeap(group) for sig, group in groups.items()}
@@ -920,8 +918,9 @@ class SchedulerState:
         deps, workers, stakeholders = s.deps, s.workers, s.stakeholders
         s.deps, s.workers, s.stakeholders = NO_IDS, (), ()
         self.steps[s.id] = s
+        alone = (s.id,)
         for d in deps:
-            self._link(d, s.id)
+            self._link(d, s.id, alone)
         s.deps = deps
         self._recount(s)
         for w_id in workers:
@@ -977,7 +976,7 @@ class SchedulerState:
                 for entry in heap:
                     s = self.entry_valid(owner, entry)
                     if s is not None:
-                        check(s.heap_key is not None and s.heap_key[3] == sig,
+                        check(entry[4] == sig,
                               f"ready entry of {s.id} is in the wrong resource group")
                         live_entries.add((owner, s.id))
                         live_steps.add(s.id)
@@ -1034,7 +1033,7 @@ class SchedulerState:
                 batches.setdefault(s.batch_id, set()).add(sid)
             if not s.stakeholders and s.remove is None:
                 unstaked.add(sid)
-        check(ready_ids == self.ready_ids, "ready set differs from the steps' statuses")
+        check(len(ready_ids) == self.n_ready, f"{self.n_ready} steps counted as ready, {len(ready_ids)} are")
         check({r: a for r, a in used.items() if a} == self.used,
               f"used resources {self.used} != {used}")
         check(batches == self.batches, f"batch index {self.batches} != {batches}")
