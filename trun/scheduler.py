@@ -819,8 +819,9 @@ class Scheduler(SchedulerQueries):
             a["step_id"], a["deps"], a["new_deps"], a["family"], a["module"] = _interned(
                 a["step_id"], a["deps"], a["new_deps"], a["family"], a["module"])
             prepared.append(a)
+        now = self._clock()  # one request: its steps arrive together (and share one float, not one each)
         for a in prepared:
-            self._add_step(self._clock(), a["worker"], a["step_id"], a["status"], a["runnable"], a["deps"],
+            self._add_step(now, a["worker"], a["step_id"], a["status"], a["runnable"], a["deps"],
                            a["new_deps"], a["expl"], a["resources"], a["priority"], a["family"], a["module"],
                            a["params"], a["param_visibilities"], a["accepts_messages"], a["assistant"],
                            a["tracking_url"], a["batchable"], a["batch_id"], a["retry_policy_dict"], a["owners"])
@@ -852,9 +853,9 @@ class Scheduler(SchedulerQueries):
                 param_visibilities, accepts_messages, assistant, tracking_url, batchable, batch_id, retry_policy,
                 owners))
         add = self._add_step
-        clock = self._clock
+        now = self._clock()  # one batch: its steps arrive together (and share one float, not one each)
         for args in prepared:
-            add(clock(), worker, *args)
+            add(now, worker, *args)
 
     @rpc_method()
     def announce_scheduling_failure(self, worker: str, step_name: str, family: str, params: dict[str, Any],
