@@ -273,7 +273,7 @@ def test_second_store_on_the_same_directory_is_refused_while_locked(tmp_path):
 
 
 def test_compaction_is_due_after_the_configured_number_of_records(tmp_path):
-    store, scheduler = start(tmp_path / "state", snapshot_every_records=3)
+    store, scheduler = start(tmp_path / "state", snapshot_every_records=3, clock=lambda: 1000.0)
     for name in "AB":
         scheduler.set(name, status="DONE")
         store.record(scheduler)
@@ -290,6 +290,22 @@ def test_compaction_is_due_after_the_configured_time_with_changes(tmp_path):
     assert not store.compaction_due()  # nothing changed: nothing to write
     scheduler.set("A", status="DONE")
     store.record(scheduler)
+    assert store.compaction_due()
+
+
+def test_record_count_snapshots_of_a_slow_state_are_spaced_by_ten_times_their_duration(tmp_path):
+    now = [1000.0]
+    store, scheduler = start(tmp_path / "state", snapshot_every_records=1, clock=lambda: now[0])
+    scheduler.set("A", status="DONE")
+    store.record(scheduler)
+    store.start_background_compaction(scheduler)
+    now[0] += 2.0  # the snapshot takes 2 s to write
+    store.wait_background_compaction()
+    scheduler.set("B", status="DONE")
+    store.record(scheduler)
+    now[0] += 15.0  # 17 s after that snapshot started: not yet 10 x 2 s
+    assert not store.compaction_due()
+    now[0] += 3.0
     assert store.compaction_due()
 
 
@@ -347,7 +363,7 @@ def test_failed_background_snapshot_is_logged_and_retried(tmp_path, caplog):
         def dump_state(self) -> dict:
             raise RuntimeError("cannot dump")
 
-    store = StateStore(tmp_path / "state", snapshot_every_records=1)
+    store = StateStore(tmp_path / "state", snapshot_every_records=1, clock=lambda: 1000.0)
     scheduler = BrokenDump()
     store.lock()
     store.load()

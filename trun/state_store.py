@@ -267,9 +267,9 @@ class StateStore:
         self._records_since_snapshot = 0
         self._changed_since_snapshot = False
         self._last_snapshot_at = clock()
-        # Pacing of record-count snapshots (see compaction_due): perf_counter
-        # time the last one started and how long it took.
-        self._last_snapshot_started = time.perf_counter()
+        # Pacing of record-count snapshots (see compaction_due): clock time the
+        # last one started and how long it took.
+        self._last_snapshot_started = self._last_snapshot_at
         self._last_snapshot_seconds = 0.0
         # Set when a journal write failed: the next compaction must capture it.
         self._journal_broken = False
@@ -687,7 +687,7 @@ class StateStore:
             # trund for the CPUs); spacing snapshots by a multiple of that keeps
             # their cost per request bounded instead of growing with the state.
             paced = self._last_snapshot_seconds >= _PACE_SNAPSHOTS_FROM_SECONDS
-            return not paced or (time.perf_counter() - self._last_snapshot_started
+            return not paced or (self._clock() - self._last_snapshot_started
                                  >= _SNAPSHOT_PACING_FACTOR * self._last_snapshot_seconds)
         return self._clock() - self._last_snapshot_at >= self.snapshot_every_seconds
 
@@ -704,18 +704,18 @@ class StateStore:
         """Write ``state`` (``Scheduler.dump_state()``) as the new snapshot and start a new journal, now."""
         self._ensure_directory()
         self.wait_background_compaction()
-        started = time.perf_counter()
+        started = self._clock()
         data = self._snapshot_bytes(state, self._seq)
         _write_atomically(self.snapshot_path, data)
         if self.journal_enabled:
             self._start_new_journal()
         self._records_since_snapshot = 0
         self._changed_since_snapshot = False
-        self._last_snapshot_at = self._clock()
+        self._last_snapshot_at = finished = self._clock()
         self._last_snapshot_started = started
-        self._last_snapshot_seconds = time.perf_counter() - started
+        self._last_snapshot_seconds = finished - started
         logger.info("wrote state snapshot %s (%d bytes, record %d) in %.3f s",
-                    self.snapshot_path, len(data), self._seq, time.perf_counter() - started)
+                    self.snapshot_path, len(data), self._seq, finished - started)
 
     # -------------------------------------------------------- background snapshots
     def start_background_compaction(self, scheduler: DurableScheduler) -> None:
@@ -751,7 +751,7 @@ class StateStore:
         os.close(write_end)
         self._background = _BackgroundSnapshot(pid=pid, seq=self._seq, journal_offset=offset,
                                                records_at_start=self._records_since_snapshot,
-                                               started_at=self._clock(), started=time.perf_counter(),
+                                               started_at=self._clock(),
                                                error_pipe=read_end)
 
     def _child_write_snapshot(self, scheduler: DurableScheduler, error_pipe: int) -> NoReturn:
@@ -808,11 +808,10 @@ class StateStore:
             self._journal_fd = os.open(self.journal_path, os.O_WRONLY | os.O_APPEND)
         self._records_since_snapshot -= job.records_at_start
         self._changed_since_snapshot = self._records_since_snapshot > 0
-        self._last_snapshot_at = job.started_at
-        self._last_snapshot_started = job.started
-        self._last_snapshot_seconds = time.perf_counter() - job.started
+        self._last_snapshot_at = self._last_snapshot_started = job.started_at
+        self._last_snapshot_seconds = self._clock() - job.started_at
         logger.info("wrote state snapshot %s (record %d) in the background in %.3f s",
-                    self.snapshot_path, job.seq, time.perf_counter() - job.started)
+                    self.snapshot_path, job.seq, self._last_snapshot_seconds)
         return True
 
     def wait_background_compaction(self) -> None:
@@ -845,5 +844,4 @@ class _BackgroundSnapshot:
     journal_offset: int
     records_at_start: int
     started_at: float
-    started: float
     error_pipe: int
