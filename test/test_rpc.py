@@ -153,7 +153,7 @@ def test_bad_request_is_not_retried_and_carries_the_server_message(trund):
         started = time.monotonic()
         with pytest.raises(trun.RPCError, match="unknown RPC method 'add_task'"):
             scheduler._request("/api/add_task", {"worker": "w"})
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 8  # a retry would have waited 10 s
 
 
 def test_worker_carries_on_when_the_scheduler_restarts(trund):
