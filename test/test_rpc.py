@@ -100,6 +100,15 @@ def test_unknown_keyword_raises_type_error_before_any_request():
         scheduler.fetch_error(stepid="S")
 
 
+def test_a_request_carries_only_the_headers_trund_needs(recording_server):
+    # Tornado parses each header line in Python: every line costs trund time per step.
+    port = recording_server.server_address[1]
+    trun.RemoteScheduler(f"http://127.0.0.1:{port}").ping(worker="w")
+    headers = {name.lower(): value for name, value in RecordingHandler.seen[-1]["headers"].items()}
+    assert set(headers) == {"host", "content-type", "content-length"}
+    assert headers["host"] == f"127.0.0.1:{port}"
+
+
 def test_keyword_call_sends_only_the_arguments_given(recording_server):
     port = recording_server.server_address[1]
     trun.RemoteScheduler(f"http://127.0.0.1:{port}").add_step(worker="w", step_id="S(a=1)", status="DONE")
