@@ -24,7 +24,7 @@ sys.path.insert(0, str(BENCH_DIR))
 from workloads import report  # noqa: E402
 
 
-def _run(*args: str | Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def _run(*args: str | Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True,
                           timeout=timeout, cwd=REPO_ROOT)
 
@@ -57,6 +57,21 @@ def test_harness_counts_steps_of_each_shape(tiny_run):
     steps = {m["shape"]: m["steps"] for m in results["measurements"]}
     # fan-in shapes: 3 leaves + root; layered: one layer of 2 (3 // 2) + root.
     assert steps == {"fanin": 4, "chain": 3, "layered": 3, "rerun": 4, "workers2": 4}
+
+
+def test_instruction_counter_knows_the_step_count_of_each_in_process_shape(tiny_run):
+    import count_instructions
+
+    _, results = tiny_run
+    measured = {m["shape"]: m["steps"] for m in results["measurements"]}
+    assert {shape: count_instructions.steps_of(shape, 3, 2) for shape in count_instructions.SHAPES} == {
+        shape: measured[shape] for shape in count_instructions.SHAPES}
+
+
+def test_instruction_counter_needs_two_different_sizes():
+    done = _run(BENCH_DIR / "count_instructions.py", "--sizes", "500", "500")
+    assert done.returncode == 2
+    assert "two different positive sizes" in done.stderr
 
 
 def test_harness_reports_scheduler_memory_only_for_the_central_scheduler(tiny_run):
