@@ -219,8 +219,13 @@ test_scheduler_state_machine = SchedulerMachine.TestCase
 
 
 @pytest.mark.slow
+# About 90 s on an idle 2-core machine, three times that on a loaded one:
+# past tox.ini's 300 s, pytest-timeout's alarm interrupts Hypothesis mid-draw,
+# and the run then reports Hypothesis's own confusion (an IndexError, a
+# FlakyStrategyDefinition), not the timeout.
+@pytest.mark.timeout(900)
 class TestSchedulerStateMachineLong(SchedulerMachine.TestCase):
     """The same machine with many more and longer runs (``pytest -m slow``)."""
 
-    settings = settings(max_examples=600, stateful_step_count=120, deadline=None,
+    settings = settings(max_examples=400, stateful_step_count=120, deadline=None,
                         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
