@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,15 @@ def _isolate_trun_globals(monkeypatch, tmp_path):
     Register.clear_instance_cache()
     from trun import configuration
     configuration.reset_config()
+
+
+def wait_until(condition: Callable[[], object], timeout: float, what: str) -> None:
+    """Poll ``condition`` until it holds; a slow machine makes this slower, never fail before ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting until {what}")
+        time.sleep(0.02)
 
 
 def find_free_port() -> int:

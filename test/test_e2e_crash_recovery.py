@@ -13,11 +13,11 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import e2e_steps
 import pytest
+from conftest import wait_until
 from e2e_steps import overlapping_runs, read_runs, runs_by_step, start_worker, wait_for_exit
 
 from trun.rpc import RemoteScheduler
@@ -28,14 +28,6 @@ pytestmark = pytest.mark.slow
 def write_cfg(path: Path, text: str) -> str:
     path.write_text(text)
     return str(path)
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting until {what}")
-        time.sleep(0.02)
 
 
 def finished(out_dir: Path) -> set[str]:

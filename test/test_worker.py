@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 import pytest
+from conftest import wait_until
 
 import trun
 from trun.event import Event
@@ -872,17 +873,10 @@ def test_disabled_worker_state_makes_the_worker_phase_out() -> None:
 # -- pings and scheduler messages --------------------------------------------------
 
 
-def wait_until(condition: Any, timeout: float = 30.0) -> None:
-    """Poll ``condition`` until it holds (a slow machine only makes this slower, never fail)."""
-    deadline = time.monotonic() + timeout
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.01)
-
-
 def test_ping_thread_pings_while_a_long_step_runs_in_process() -> None:
     class WkLongRun(trun.Step):
         def run(self) -> None:
-            wait_until(lambda: sch.names().count("ping") >= 3)
+            wait_until(lambda: sch.names().count("ping") >= 3, 30, "three pings")
 
     sch = RecordingScheduler()
     with make_worker(sch, ping_interval=0.05) as w:
@@ -894,7 +888,7 @@ def test_ping_thread_pings_while_a_long_step_runs_in_process() -> None:
 def test_worker_pings_while_a_slow_complete_is_checked_and_stops_afterwards() -> None:
     class WkSlowToCheck(trun.Step):
         def complete(self) -> bool:
-            wait_until(lambda: sch.names().count("ping") >= 3)
+            wait_until(lambda: sch.names().count("ping") >= 3, 30, "three pings")
             return True
 
     sch = RecordingScheduler()
@@ -910,7 +904,7 @@ def test_set_worker_processes_message_changes_parallelism() -> None:
     class WkAsksForTwo(trun.Step):
         def run(self) -> None:
             sch.set_worker_processes(worker="resizable", n=2)
-            wait_until(lambda: w.worker_processes == 2)  # the ping thread delivers the message
+            wait_until(lambda: w.worker_processes == 2, 30, "the ping thread delivers the message")
 
     sch = Scheduler()
     with make_worker(sch, worker_id="resizable", ping_interval=0.05) as w:
@@ -963,7 +957,7 @@ def test_invalid_rpc_message_is_logged_and_ignored(message: dict[str, Any], comp
                                                    caplog: pytest.LogCaptureFixture) -> None:
     class WkWaitsForPing(trun.Step):
         def run(self) -> None:
-            wait_until(lambda: complaint in caplog.text)  # a ping answer carried the message
+            wait_until(lambda: complaint in caplog.text, 30, "a ping answer carried the message")
 
     with make_worker(MessagingScheduler([message]), ping_interval=0.05) as w:
         w.add(WkWaitsForPing())
