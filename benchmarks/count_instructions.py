@@ -26,6 +26,7 @@ harness for wall-clock time.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -45,26 +46,21 @@ def _environment() -> dict[str, str]:
     return env
 
 
-def count(shape: str, size: int, layer_width: int) -> int:
-    """Instructions executed by one in-process run of ``shape`` at ``size`` (start-up included)."""
+def count(shape: str, size: int, layer_width: int) -> tuple[int, int]:
+    """Instructions executed by one in-process run of ``shape`` at ``size`` (start-up included), and its steps."""
     with tempfile.TemporaryDirectory() as tmp:
+        result = os.path.join(tmp, "result.json")
         command = [sys.executable, str(RUN_ONE), "--impl", "trun", "--shape", shape, "--size", str(size),
-                   "--layer-width", str(layer_width), "--result", os.path.join(tmp, "result.json")]
+                   "--layer-width", str(layer_width), "--result", result]
         subprocess.run(command, env=_environment(), check=True, stdout=subprocess.DEVNULL)  # writes the caches
         done = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *command],
                               env=_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    found = re.search(r"Collected : (\d+)", done.stderr)
-    if done.returncode != 0 or found is None:
-        tail = "\n".join(done.stderr.splitlines()[-5:])
+        found = re.search(r"Collected : (\d+)", done.stderr)
+        measured = json.loads(Path(result).read_text()) if os.path.exists(result) else {}
+    if done.returncode != 0 or found is None or measured.get("error"):
+        tail = measured.get("error") or "\n".join(done.stderr.splitlines()[-5:])
         raise SystemExit(f"count_instructions: the run of {shape} at {size} failed under valgrind:\n{tail}")
-    return int(found.group(1))
-
-
-def steps_of(shape: str, size: int, layer_width: int) -> int:
-    """How many steps the workload has (as ``workloads/shapes.py`` builds it)."""
-    if shape == "layered":
-        return max(1, size // layer_width) * layer_width + 1
-    return size + 1 if shape in ("fanin", "rerun") else size
+    return int(found.group(1)), measured["steps"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,11 +74,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--sizes needs two different positive sizes, not {args.sizes[0]} and {args.sizes[1]}")
     if shutil.which("valgrind") is None:
         parser.error("valgrind is not installed: apt-get install -y valgrind")
-    counts = {size: count(args.shape, size, args.layer_width) for size in (small, large)}
-    extra_steps = steps_of(args.shape, large, args.layer_width) - steps_of(args.shape, small, args.layer_width)
-    per_step = (counts[large] - counts[small]) / extra_steps
+    (few, few_steps), (many, many_steps) = (count(args.shape, size, args.layer_width) for size in (small, large))
+    if many_steps == few_steps:
+        parser.error(f"{args.shape} has {few_steps} steps at both sizes: choose sizes further apart")
+    per_step = (many - few) / (many_steps - few_steps)
     print(f"{args.shape}, in process: {per_step:,.0f} instructions per step "
-          f"({counts[small]:,} at {small}, {counts[large]:,} at {large})")
+          f"({few:,} for {few_steps:,} steps, {many:,} for {many_steps:,})")
     return 0
 
 
