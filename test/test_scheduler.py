@@ -1788,6 +1788,17 @@ def test_add_steps_adds_each_entry(sch):
     assert order_of(sch) == ["A", "B"]
 
 
+def test_steps_of_one_add_steps_request_are_handed_out_in_the_order_listed(sch):
+    # They share one arrival time: the order they came in breaks the tie.
+    sch.add_steps(worker=W, steps=[{"step_id": step_id} for step_id in ("C", "A", "D", "B")])
+    assert order_of(sch) == ["C", "A", "D", "B"]
+
+
+def test_a_higher_priority_step_of_a_request_goes_first_whatever_its_place(sch):
+    sch.add_steps(worker=W, steps=[{"step_id": "A"}, {"step_id": "B"}, {"step_id": "C", "priority": 5}])
+    assert order_of(sch) == ["C", "A", "B"]
+
+
 def test_add_steps_checks_all_entries_before_applying_any(sch):
     with pytest.raises(ValueError, match="unknown step status"):
         sch.add_steps(worker=W, steps=[{"step_id": "A"}, {"step_id": "B", "status": "BOGUS"}])
