@@ -380,6 +380,21 @@ def test_report_history_reads_like_the_list_of_triples_it_was_given() -> None:
     assert not ReportHistory()
 
 
+def test_report_history_columns_are_the_steps_and_statuses_in_report_order() -> None:
+    from trun.worker import ReportHistory
+
+    class WkColumnItem(trun.Step):
+        i = trun.IntParameter()
+
+    history = ReportHistory()
+    triples = [(WkColumnItem(1), PENDING, True), (WkColumnItem(2), DONE, False), (WkColumnItem(1), DONE, None)]
+    for triple in triples:
+        history.append(triple)
+    steps, statuses = history.columns()
+    assert steps == [WkColumnItem(1), WkColumnItem(2), WkColumnItem(1)]
+    assert statuses == [PENDING, DONE, DONE]
+
+
 def test_report_history_copy_keeps_the_reports_recorded_until_then() -> None:
     from trun.worker import ReportHistory
 

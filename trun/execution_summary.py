@@ -266,10 +266,13 @@ def _all_succeeded(history: list[tuple[Any, Any, Any]]) -> TrunStatusCode | None
     ``Step.__eq__`` compares, so only when no two classes of the run share a
     family (and so ids) and none has an equality of its own.
     """
-    statuses = list(map(_status_of, history))
+    columns = getattr(history, "columns", None)  # a ReportHistory: no triple made per report
+    if columns is not None:
+        steps, statuses = columns()
+    else:
+        steps, statuses = list(map(_step_of, history)), list(map(_status_of, history))
     if not set(statuses) <= {"PENDING", "DONE"}:
         return None
-    steps = list(map(_step_of, history))
     classes = set(map(type, steps))
     if any(cls.__eq__ is not Step.__eq__ or cls.__hash__ is not Step.__hash__ for cls in classes):
         return None

@@ -254,6 +254,11 @@ class ReportHistory:
         new._pair_ids = self._pair_ids.copy()
         return new
 
+    def columns(self) -> tuple[list[Step], list[Any]]:
+        """The reported steps and their statuses, as two lists in report order (made in C, no triples)."""
+        status_of_kind = [status for status, _ in self._pairs]
+        return self.steps, list(map(status_of_kind.__getitem__, self.kinds))
+
     def __len__(self) -> int:
         return len(self.steps)
 
