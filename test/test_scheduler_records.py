@@ -128,3 +128,17 @@ def test_a_worker_that_left_is_replayed_as_gone_with_its_batchers():
     assert replayed.dump_state()["batchers"] == {"w": {"Daily": [["date"], 3]}}
     replayed.apply_worker_changes({"w": None})
     assert replayed.dump_state()["workers"] == {} and replayed.dump_state()["batchers"] == {}
+
+
+def test_rarely_set_step_fields_read_as_their_default_and_keep_a_value_once_set():
+    from trun.scheduler_state import StepRecord
+    from trun.step_status import PENDING
+
+    s = StepRecord("s", PENDING, 0.0, 0)
+    t = StepRecord("t", PENDING, 0.0, 1)
+    assert (s.retry, s.failures, s.first_failure_time, s.scheduler_disable_time) == (None, (), None, None)
+    assert not s.scheduler_message_responses and s.dl_retry is None
+    s.retry, s.failures, s.status_message = 5.0, [1.0], "half way"
+    assert (s.retry, s.failures, s.status_message) == (5.0, [1.0], "half way")
+    assert (t.retry, t.failures, t.status_message) == (None, (), None)  # the defaults are not shared state
+    assert step_from_record(step_record(s)).status_message == "half way"
