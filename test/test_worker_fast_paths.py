@@ -15,6 +15,9 @@ down that both forms agree.
 """
 from __future__ import annotations
 
+import gc
+import sys
+import tracemalloc
 from typing import Any
 
 import pytest
@@ -313,3 +316,39 @@ def test_dependency_present_fires_for_complete_dependencies_once_a_handler_exist
     with Worker(scheduler=Scheduler(), wait_interval=0.01, wait_jitter=0) as w:
         assert w.add(FpNeedsDone())
     assert present == [0, 1, 2]
+
+
+@pytest.mark.skipif(sys.implementation.name != "cpython", reason="about CPython's layout of instance attributes")
+def test_handing_a_step_its_callbacks_and_taking_them_back_leaves_it_no_bigger() -> None:
+    class FpRanLeaf(trun.Step):
+        i = trun.IntParameter()
+
+    steps = [FpRanLeaf(i=i) for i in range(1000)]
+    with Worker(scheduler=Scheduler(), wait_interval=0.01, wait_jitter=0) as w:
+        processes = [w._create_step_process(step) for step in steps]
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            for process in processes:
+                process._restore_attributes(process._forward_attributes())
+            grown = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+    # The five names are in the class's shared attribute table: no step's own table grows.
+    assert grown < 10 * len(steps), f"{grown / len(steps):.0f} bytes more per step"
+    assert all(step.set_status_message is None for step in steps)
+
+
+def test_a_step_class_with_a_finalizer_finalizes_only_the_steps_it_made() -> None:
+    finalized: list[Any] = []
+
+    class FpFinalized(trun.Step):
+        i = trun.IntParameter()
+
+        def __del__(self) -> None:
+            finalized.append(self.__dict__.get("step_id"))
+
+    step = FpFinalized(i=1)
+    gc.collect()
+    assert None not in finalized  # no instance made without the constructor
+    assert step.step_id

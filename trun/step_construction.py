@@ -21,6 +21,7 @@ line, no ``[family]`` section) is memoized per class.
 from __future__ import annotations
 
 import difflib
+import inspect
 import itertools
 import logging
 import operator
@@ -234,6 +235,7 @@ class _ParamSpec:
                                 for n, p in params}
         #: (cls, args, kwargs) -> the step, or None; see _compile_new_from_call.
         self.new_from_call = _compile_new_from_call(self)
+        _share_attribute_names(cls, self.names)
 
     def resolve(self, cls: type[Step], args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
         """Values of all parameters, in declaration order, for a constructor call."""
@@ -326,6 +328,37 @@ def _normalizing_source(indexes: list[int]) -> str:
             # The general way normalizes in the caller's keyword order (positional: declaration order).
             "        if args or tuple(kwargs) == _names:\n            raise\n"
             "        return None")
+
+
+def _share_attribute_names(cls: type, names: tuple[str, ...]) -> None:
+    """Enter in ``cls``'s shared table of attribute names every name its steps get, before the first step is made.
+
+    CPython keeps the attribute names of a class's instances in one table
+    that all of them share, each instance holding only an array of values.
+    A name missing from that table when an instance gets it turns the
+    instance's attributes into a dict of their own: about 180 bytes more per
+    step that runs, since running a step hands it five callbacks
+    (``set_tracking_url``...). Setting every such name once, in the order
+    construction sets them, on a throw-away instance enters them all.
+
+    Only an optimisation: on an interpreter that lays out attributes
+    otherwise, the names are set on an object that is then dropped. A class
+    with a ``__del__`` is left alone, so no finalizer sees the throw-away.
+    """
+    from trun.step import _FORWARDED_ATTRIBUTES  # trun.step imports this module
+
+    if hasattr(cls, "__del__") or not hasattr(cls, "__dict__"):
+        return
+    # A name the class gives a setter of its own (a property) is not kept in the
+    # instance, and the setter must not run on the throw-away.
+    plain = [name for name in (*names, "param_kwargs", "step_id", *_FORWARDED_ATTRIBUTES)
+             if not hasattr(type(inspect.getattr_static(cls, name, None)), "__set__")]
+    try:
+        throw_away = object.__new__(cls)
+        for name in plain:
+            object.__setattr__(throw_away, name, None)
+    except Exception:  # noqa: S110 - a class that refuses plain attributes only misses the saving
+        pass
 
 
 def _compile_new_from_call(spec: _ParamSpec) -> Callable[[type, tuple[Any, ...], dict[str, Any]], Any] | None:
