@@ -2,7 +2,8 @@
 
 ``trun.scheduler`` updates only the indexes that a common change moves instead
 of re-indexing the step from scratch (``begin``/``end``): a placeholder made
-for a new dependency (``SchedulerState.new_placeholder``), a ready step handed
+for a new dependency (``SchedulerState.new_placeholder``), the first report of
+such a placeholder (``SchedulerState.scheduled``), a ready step handed
 out by ``get_work`` (``SchedulerState.started``) and the DONE report of the
 worker running a step (``Scheduler._finish``, ``SchedulerState.finished``).
 With ``Scheduler._fast_paths = False`` everything goes the general way.
@@ -99,7 +100,7 @@ class Twins:
 def uses():
     """Counts the calls of the dedicated paths of SchedulerState."""
     counts: collections.Counter[str] = collections.Counter()
-    originals = {name: getattr(SchedulerState, name) for name in ("new_placeholder", "started", "finished")}
+    originals = {name: getattr(SchedulerState, name) for name in ("new_placeholder", "scheduled", "started", "finished")}
 
     def counting(name: str, fn: Any) -> Any:
         def wrapper(self: SchedulerState, *args: Any) -> Any:
@@ -157,7 +158,38 @@ def test_fan_in_takes_the_dedicated_paths_and_agrees(uses):
     leaves = [f"Leaf{i}" for i in range(30)]
     local_reports(sch, W1, [report("Root", deps=leaves)] + [report(leaf) for leaf in leaves])
     assert run_all(sch) == leaves + ["Root"]
-    assert uses["new_placeholder"] == 30 and uses["started"] == 31 and uses["finished"] == 31
+    assert uses["new_placeholder"] == 30 and uses["scheduled"] == 30
+    assert uses["started"] == 31 and uses["finished"] == 31
+
+
+@pytest.mark.parametrize("variant", ["plain", "deps", "resources", "higher_priority", "other_worker", "assistant",
+                                     "not_runnable", "second_report", "disabled_worker"])
+def test_edge_cases_of_the_placeholder_path(variant, uses):
+    sch = twins()
+    local_reports(sch, W1, [report("Root", deps=["Leaf"])])  # Leaf: a placeholder staked by W1
+    leaf: dict[str, Any] = {}
+    worker = W1
+    if variant == "deps":
+        leaf["deps"] = ["Deeper"]
+    elif variant == "resources":
+        leaf["resources"] = {"db": 1}
+    elif variant == "higher_priority":
+        leaf["priority"] = 3
+    elif variant == "other_worker":
+        worker = W2
+    elif variant == "assistant":
+        leaf["assistant"] = True
+    elif variant == "not_runnable":
+        leaf["runnable"] = False
+    elif variant == "disabled_worker":
+        sch.disable_worker(worker=W1)
+    local_reports(sch, worker, [report("Leaf", **leaf)])
+    if variant == "second_report":
+        local_reports(sch, W1, [report("Leaf")])  # PENDING already: the general way
+    # Only the plain first report, from the worker that staked it, takes the dedicated path.
+    assert uses["scheduled"] == (1 if variant in ("plain", "second_report") else 0)
+    run_all(sch, worker)
+    run_all(sch)
 
 
 def test_chain_and_layers_with_priorities_and_resources(uses):

@@ -652,6 +652,18 @@ class Scheduler(SchedulerQueries):
                                tracking_url, batchable, expl, retry_overrides)
             self._finish(s, w, now, resources, assistant, priority)
             return
+        if (status is PENDING and s.status is UNKNOWN and runnable and not deps and deps is not None
+                and not new_deps and not resources and not assistant and batch_id is None and not s.deps
+                and not s.workers and s.remove is None and priority <= s.priority and worker in s.stakeholders
+                and s.attached and self._fast_paths):
+            # The first report of a dependency known so far as a placeholder (each leaf of a fan-in).
+            self._merge_report(s, worker, status, family, module, params, param_visibilities, accepts_messages,
+                               tracking_url, batchable, expl, retry_overrides)
+            self._history_status(s, PENDING)
+            self._change_status(s, PENDING, now, worker)
+            s.resources = EMPTY_MAP
+            st.scheduled(s, w)
+            return
         st.begin(s)
         try:
             self._merge_report(s, worker, status, family, module, params, param_visibilities, accepts_messages,

@@ -547,6 +547,31 @@ class SchedulerState:
         s.attached = True
         return s
 
+    def scheduled(self, s: StepRecord, w: WorkerRecord) -> None:
+        """Re-index a placeholder whose status just went from UNKNOWN to PENDING, now runnable by ``w`` alone.
+
+        Valid for a step without dependencies, workers or resources, staked
+        by ``w``: it becomes counted and ready, and since it is not blocking
+        (as an UNKNOWN step was not), its dependents need not hear of it.
+        """
+        step_id = s.id
+        unknown = self.by_status[UNKNOWN]
+        unknown.discard(step_id)
+        if not unknown:
+            unknown.clear()  # as detach(): give back the table of a 100,000-leaf fan-in's placeholders
+        self.by_status[PENDING].add(step_id)
+        s.workers = w.alone
+        w.steps.add(step_id)
+        s.runnable = True
+        w.n_pending += 1
+        w.n_unique += 1
+        w.n_last += 1
+        s.counted = True
+        s.ready = True
+        self.n_ready += 1
+        self._push_ready(s)
+        self.dirty.add(step_id)
+
     def started(self, s: StepRecord) -> None:
         """Re-index a *ready* step whose status just went from PENDING to RUNNING, nothing else indexed changing.
 
