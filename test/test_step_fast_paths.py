@@ -213,6 +213,20 @@ def test_keyword_construction_normalizes_lists_and_validates_values() -> None:
         Normalizing(items=[1], when="not a date")
 
 
+def test_a_list_or_set_value_finds_the_step_made_with_the_same_values_as_a_tuple() -> None:
+    class Unnormalized(trun.Step):
+        values = trun.IntParameter()  # no normalize(): lists and sets become tuples
+        n = trun.IntParameter()
+
+    step = Unnormalized(values=(1, 2), n=1)
+    assert Unnormalized(values=[1, 2], n=1) is step
+    assert Unnormalized(values=(1, 2), n=1) is step
+    single = Unnormalized(values={3}, n=1)
+    assert single.values == (3,)
+    assert Unnormalized(values=(3,), n=1) is single
+    assert Unnormalized(values={3}, n=1) is single
+
+
 def test_an_overridden_requires_hook_is_honoured_by_deps() -> None:
     class Hidden(trun.Step):
         pass

@@ -284,10 +284,23 @@ def new_from_call(cls, args, kwargs, {defaults}):
     if not ({strings}):
         return None  # Parameter warns about a non-str: the general way, so that the warning points where it did
     {normalize}
+    cache = Register._instance_cache
+    if cache is not None:
+        # A step made before (most calls: requires() runs again each time a step
+        # is checked or run). A list or set, which the general way stores as a
+        # tuple, cannot be hashed: it goes on below.
+        instances = cache.get(cls)
+        if instances is not None:
+            try:
+                instance = instances.get(({values},))
+            except TypeError:
+                pass
+            else:
+                if instance is not None:
+                    return instance
     {tuples}
     values = ({values},)
     instances = None
-    cache = Register._instance_cache
     if cache is not None:
         instances = cache.get(cls)
         if instances is None:
