@@ -360,7 +360,7 @@ def _share_attribute_names(cls: type, names: tuple[str, ...]) -> None:
     """
     from trun.step import _FORWARDED_ATTRIBUTES  # trun.step imports this module
 
-    if hasattr(cls, "__del__") or not hasattr(cls, "__dict__"):
+    if hasattr(cls, "__del__"):
         return
     # A name the class gives a setter of its own (a property) is not kept in the
     # instance, and the setter must not run on the throw-away.
