@@ -1,7 +1,7 @@
 """Packaging for trun: a Python workflow library with a central scheduler (trund)."""
 import os
 
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 
 here = os.path.abspath(os.path.dirname(__file__))
 about = {}
@@ -43,7 +43,9 @@ setup(
     long_description=long_description,
     long_description_content_type="text/x-rst",
     python_requires=">=3.10",
-    packages=find_packages(include=["trun", "trun.*"]),
+    # Namespace discovery: the data directories (static/, templates/) count as packages too,
+    # which is what setuptools expects of importable directories that ship files.
+    packages=find_namespace_packages(include=["trun", "trun.*"]),
     package_data={"trun": ["py.typed", "static/**/*", "templates/*"]},
     include_package_data=True,
     install_requires=[
