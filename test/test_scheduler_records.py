@@ -142,3 +142,14 @@ def test_rarely_set_step_fields_read_as_their_default_and_keep_a_value_once_set(
     assert (s.retry, s.failures, s.status_message) == (5.0, [1.0], "half way")
     assert (t.retry, t.failures, t.status_message) == (None, (), None)  # the defaults are not shared state
     assert step_from_record(step_record(s)).status_message == "half way"
+
+
+def test_a_loaded_step_holds_only_the_rarely_set_fields_it_has():
+    sch = _busy_scheduler()
+    sch._state.steps["Rich"].status_message = "half way"
+    loaded = Scheduler()
+    loaded.load_state(sch.dump_state())
+    plain, rich = loaded._state.steps["Missing"], loaded._state.steps["Rich"]
+    assert vars(plain) == {}  # the defaults stay class attributes: no dict of its own per loaded step
+    assert vars(rich) == {"status_message": "half way"}
+    assert compact_step_record(plain) == compact_step_record(sch._state.steps["Missing"])

@@ -192,6 +192,13 @@ def _dict(rec: dict[str, Any], sid: Any, field: str, optional: bool = False) -> 
     return dict(v)
 
 
+def _set_unless_default(s: StepRecord, name: str, value: Any) -> None:
+    # The rarely set fields are class defaults (see StepRecord): writing the
+    # default would give each loaded record a __dict__ of its own.
+    if value is not getattr(StepRecord, name):
+        setattr(s, name, value)
+
+
 def step_from_record(rec: Any) -> StepRecord:
     """Build a detached :class:`StepRecord` from a record; raises :class:`StateFormatError` when malformed."""
     if not isinstance(rec, dict):
@@ -217,7 +224,7 @@ def step_from_record(rec: Any) -> StepRecord:
     s.workers = tuple(dict.fromkeys(_str_list(rec, sid, "workers")))
     updated = _opt_num(rec, sid, "updated")
     s.updated = t if updated is None else updated
-    s.retry = _opt_num(rec, sid, "retry")
+    _set_unless_default(s, "retry", _opt_num(rec, sid, "retry"))
     s.remove = _opt_num(rec, sid, "remove")
     wr = rec.get("worker_running")
     if wr is not None and not isinstance(wr, str):
@@ -258,13 +265,14 @@ def step_from_record(rec: Any) -> StepRecord:
     if not isinstance(failures, list) or not all(
             isinstance(x, (int, float)) and not isinstance(x, bool) for x in failures):
         raise _fail(sid, "failures", "a list of numbers", failures)
-    s.failures = list(failures) or ()
-    s.first_failure_time = _opt_num(rec, sid, "first_failure_time")
+    _set_unless_default(s, "failures", list(failures) or ())
+    _set_unless_default(s, "first_failure_time", _opt_num(rec, sid, "first_failure_time"))
     s.tracking_url = rec.get("tracking_url")
-    s.status_message = rec.get("status_message")
-    s.progress_percentage = rec.get("progress_percentage")
-    s.scheduler_message_responses = _dict(rec, sid, "scheduler_message_responses") or EMPTY_MAP
-    s.scheduler_disable_time = _opt_num(rec, sid, "scheduler_disable_time")
+    _set_unless_default(s, "status_message", rec.get("status_message"))
+    _set_unless_default(s, "progress_percentage", rec.get("progress_percentage"))
+    _set_unless_default(s, "scheduler_message_responses",
+                        _dict(rec, sid, "scheduler_message_responses") or EMPTY_MAP)
+    _set_unless_default(s, "scheduler_disable_time", _opt_num(rec, sid, "scheduler_disable_time"))
     s.runnable = bool(rec.get("runnable", False))
     s.batchable = bool(rec.get("batchable", False))
     bid = rec.get("batch_id")
