@@ -163,7 +163,7 @@ def test_fan_in_takes_the_dedicated_paths_and_agrees(uses):
 
 
 @pytest.mark.parametrize("variant", ["plain", "deps", "resources", "higher_priority", "other_worker", "assistant",
-                                     "not_runnable", "second_report", "disabled_worker"])
+                                     "not_runnable", "second_report", "disabled_worker", "staked_by_both"])
 def test_edge_cases_of_the_placeholder_path(variant, uses):
     sch = twins()
     local_reports(sch, W1, [report("Root", deps=["Leaf"])])  # Leaf: a placeholder staked by W1
@@ -183,13 +183,16 @@ def test_edge_cases_of_the_placeholder_path(variant, uses):
         leaf["runnable"] = False
     elif variant == "disabled_worker":
         sch.disable_worker(worker=W1)
+    elif variant == "staked_by_both":
+        local_reports(sch, W2, [report("Other", deps=["Leaf"])])  # W2 then runs it only if it reports it
     local_reports(sch, worker, [report("Leaf", **leaf)])
     if variant == "second_report":
         local_reports(sch, W1, [report("Leaf")])  # PENDING already: the general way
     # Only the plain first report, from the worker that staked it, takes the dedicated path.
-    assert uses["scheduled"] == (1 if variant in ("plain", "second_report") else 0)
+    assert uses["scheduled"] == (1 if variant in ("plain", "second_report", "staked_by_both") else 0)
     run_all(sch, worker)
     run_all(sch)
+    run_all(sch, W2)
 
 
 def test_chain_and_layers_with_priorities_and_resources(uses):

@@ -555,17 +555,12 @@ class SchedulerState:
         (as an UNKNOWN step was not), its dependents need not hear of it.
         """
         step_id = s.id
-        unknown = self.by_status[UNKNOWN]
-        unknown.discard(step_id)
-        if not unknown:
-            unknown.clear()  # as detach(): give back the table of a 100,000-leaf fan-in's placeholders
+        self._leave_status(UNKNOWN, step_id)
         self.by_status[PENDING].add(step_id)
         s.workers = w.alone
         w.steps.add(step_id)
         s.runnable = True
-        w.n_pending += 1
-        w.n_unique += 1
-        w.n_last += 1
+        self._count(s, 1)
         s.counted = True
         s.ready = True
         self.n_ready += 1
@@ -723,12 +718,7 @@ class SchedulerState:
         if not s.attached:
             return
         s.attached = False
-        same_status = self.by_status[s.status]
-        same_status.discard(s.id)
-        if not same_status:
-            # A set keeps the table of its largest size, emptied or not: the
-            # placeholders of a 100,000-step fan-in all leave UNKNOWN early on.
-            same_status.clear()
+        self._leave_status(s.status, s.id)
         if s.counted:
             self._count(s, -1)
             s.counted = False
@@ -747,6 +737,14 @@ class SchedulerState:
                 members.discard(s.id)
                 if not members:
                     del self.batches[s.batch_id]
+
+    def _leave_status(self, status: StepStatus, step_id: str) -> None:
+        same_status = self.by_status[status]
+        same_status.discard(step_id)
+        if not same_status:
+            # A set keeps the table of its largest size, emptied or not: the
+            # placeholders of a 100,000-step fan-in all leave UNKNOWN early on.
+            same_status.clear()
 
     def attach(self, s: StepRecord) -> None:
         """Add ``s``'s contributions to every index from its current fields."""
