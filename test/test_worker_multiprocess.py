@@ -55,6 +55,22 @@ class FileStep(trun.Step):
             out.write(str(os.getpid()))
 
 
+class DrawsRandom(trun.Step):
+    """Writes a number drawn from the ``random`` module into ``<path>/<name>``."""
+
+    path = trun.Parameter()
+    name = trun.Parameter()
+
+    def output(self) -> Any:
+        return trun.LocalTarget(os.path.join(self.path, self.name))
+
+    def run(self) -> None:
+        import random
+
+        with self.output().open("w") as out:
+            out.write(repr(random.random()))
+
+
 class WaitsForPartner(trun.Step):
     """Finishes only once its partner has started: proves two steps run at the same time."""
 
@@ -276,6 +292,40 @@ def test_child_alive_after_its_result_is_terminated_when_its_grace_ends(
     assert time.monotonic() - started < 30, "the worker waited for the thread instead of terminating the child"
     assert not _is_running(int((tmp_path / "lingerer.pid").read_text()))
     assert "is still alive after sending its result; terminating it" in caplog.text
+
+
+def test_steps_in_forked_children_draw_different_random_numbers(tmp_path: Path) -> None:
+    with make_worker(worker_processes=2) as w:
+        for i in range(4):
+            assert w.add(DrawsRandom(str(tmp_path), f"r{i}"))
+        assert w.run()
+    draws = {(tmp_path / f"r{i}").read_text() for i in range(4)}
+    assert len(draws) == 4
+
+
+def test_children_find_what_the_worker_learned_before_forking(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # libc's prctl is looked up once, in the worker: a child that had to look
+    # it up again would load libc and build ctypes classes for every step.
+    from trun import step_process
+
+    monkeypatch.setattr(step_process, "_pdeathsig", [])
+    looked_up_in: list[int] = []
+    real_cdll = step_process.ctypes.CDLL
+
+    def counting_cdll(*args: Any, **kwargs: Any) -> Any:
+        looked_up_in.append(os.getpid())
+        Path(tmp_path, f"cdll-{os.getpid()}").touch()
+        return real_cdll(*args, **kwargs)
+
+    monkeypatch.setattr(step_process.ctypes, "CDLL", counting_cdll)
+    with make_worker(worker_processes=2) as w:
+        for i in range(3):
+            assert w.add(FileStep(str(tmp_path), f"s{i}"))
+        assert w.run()
+    child_pids = {(tmp_path / f"s{i}").read_text() for i in range(3)}
+    assert looked_up_in == ([os.getpid()] if sys.platform.startswith("linux") else [])
+    assert not [p for p in tmp_path.glob("cdll-*") if p.name[len("cdll-"):] in child_pids]
 
 
 def test_force_multiprocessing_runs_the_only_step_in_a_child(tmp_path: Path) -> None:

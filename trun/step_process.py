@@ -39,7 +39,6 @@ import inspect
 import logging
 import os
 import queue
-import random
 import signal
 import sys
 import threading
@@ -541,6 +540,11 @@ class StepProcess:
         reader, writer = mp_context.Pipe(duplex=False)
         family = getattr(self.step, "step_family", "step")
         self.worker_pid = os.getpid()
+        # Learned here rather than in the child, so that every forked child
+        # inherits them instead of working them out again (about a tenth of a
+        # child's own CPU time).
+        _plain_attribute_setting(type(self.step))
+        _pdeathsig_setter()
         # Assigned after start(): with spawn, `self` is pickled during start().
         process = mp_context.Process(target=_child_main, args=(self, writer), name=f"trun-{family}"[:60])
         try:
@@ -685,25 +689,50 @@ def _die_with_worker(worker_pid: int) -> None:
     another worker; a step still running here would then run twice at once.
     Linux only (``prctl(PR_SET_PDEATHSIG)``); elsewhere a no-op.
     """
-    if not sys.platform.startswith("linux"):
+    set_pdeathsig = _pdeathsig_setter()
+    if set_pdeathsig is None:
         return
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):  # no libc with prctl: keep running as before
-        logger.debug("prctl(PR_SET_PDEATHSIG) unavailable; step process won't follow its worker's death")
+        set_pdeathsig(signal.SIGKILL)
+    except OSError:
+        logger.debug("prctl(PR_SET_PDEATHSIG) failed; step process won't follow its worker's death")
         return
     if os.getppid() != worker_pid:  # the worker died before prctl took effect
         os._exit(1)
 
 
+_PR_SET_PDEATHSIG = 1
+_pdeathsig: list[Callable[[int], None] | None] = []  # the setter, once looked for
+
+
+def _pdeathsig_setter() -> Callable[[int], None] | None:
+    """``prctl(PR_SET_PDEATHSIG, signal)`` as a function, or None where there is none (not Linux).
+
+    Loading libc through ctypes builds classes and opens the library: done
+    once per process and kept, so that forked children find it ready.
+    """
+    if not _pdeathsig:
+        setter = None
+        if sys.platform.startswith("linux"):
+            try:
+                prctl = ctypes.CDLL(None, use_errno=True).prctl
+            except (OSError, AttributeError):  # no libc with prctl: children keep running as before
+                logger.debug("prctl(PR_SET_PDEATHSIG) unavailable; step processes won't follow their worker's death")
+            else:
+                def setter(signum: int) -> None:
+                    if prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0) != 0:
+                        errno = ctypes.get_errno()
+                        raise OSError(errno, os.strerror(errno))
+        _pdeathsig.append(setter)
+    return _pdeathsig[0]
+
+
 def _child_main(step_process: StepProcess, conn: Any) -> None:
     """Entry point of a step's child process: run, then send the result to the worker."""
     _die_with_worker(getattr(step_process, "worker_pid", os.getppid()))
-    # Children forked from one parent share its random state; steps that draw
-    # random numbers must not all draw the same ones.
-    random.seed()
+    # Steps that draw random numbers do not all draw the same ones: Python
+    # reseeds the random module in every forked child (and a spawned child
+    # starts afresh), so there is nothing to do here.
     lock = threading.Lock()
     step_process.status_reporter.bind(_PipeScheduler(conn, lock))
     result = step_process.run()
