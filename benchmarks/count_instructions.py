@@ -16,6 +16,12 @@ Run from the repository root (Debian's ``valgrind`` package)::
 
     python benchmarks/count_instructions.py                       # fan-in, 2,000 and 8,000 leaves
     python benchmarks/count_instructions.py --shape chain --sizes 1000 4000
+    python benchmarks/count_instructions.py --trund --sizes 1000 3000
+
+With ``--trund`` the worker talks to a real ``trund`` on a free loopback port
+and the count is that of ``trund`` alone (the worker runs outside Valgrind):
+what a change to the server, its request handling or its journal is worth per
+step, at about 100 times the run's usual time.
 
 Compare two commits by running it in a checkout of each. Hazards: under
 Valgrind the run is about 50 times slower (a minute for the defaults); it
@@ -63,22 +69,51 @@ def count(shape: str, size: int, layer_width: int) -> tuple[int, int]:
     return int(found.group(1)), measured["steps"]
 
 
+def count_trund(shape: str, size: int, layer_width: int) -> tuple[int, int]:
+    """Instructions executed by a ``trund`` serving one run of ``shape`` at ``size`` (its start and stop included)."""
+    sys.path.insert(0, str(HERE / "workloads"))
+    from daemons import SchedulerDaemon
+
+    environment = _environment()
+    os.environ.update(PYTHONHASHSEED=environment["PYTHONHASHSEED"], PYTHONPATH=environment["PYTHONPATH"])
+    with tempfile.TemporaryDirectory() as tmp:
+        result = os.path.join(tmp, "result.json")
+        for valgrind in ([], ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]):
+            # The first run writes the bytecode caches of both sides.
+            daemon = SchedulerDaemon.trund(Path(tmp) / ("counted" if valgrind else "warm-up"))
+            daemon.command[:0] = valgrind
+            with daemon.start(timeout=600):
+                subprocess.run([sys.executable, str(RUN_ONE), "--impl", "trun", "--shape", shape, "--size", str(size),
+                                "--layer-width", str(layer_width), "--result", result, "--scheduler-url", daemon.url],
+                               env=environment, check=True, stdout=subprocess.DEVNULL)
+                daemon.stop(grace=600)  # the final snapshot, slow under Valgrind
+        found = re.search(r"Collected : (\d+)", daemon.log_path.read_text(errors="replace"))
+        measured = json.loads(Path(result).read_text())
+    if found is None or measured.get("error"):
+        raise SystemExit(f"count_instructions: trund's run of {shape} at {size} failed under valgrind: "
+                         f"{measured.get('error') or daemon.log_tail()}")
+    return int(found.group(1)), measured["steps"]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shape", choices=SHAPES, default="fanin")
     parser.add_argument("--sizes", type=int, nargs=2, default=[2000, 8000], metavar=("SMALL", "LARGE"))
     parser.add_argument("--layer-width", type=int, default=50)
+    parser.add_argument("--trund", action="store_true",
+                        help="count a real trund serving the run instead of the in-process run")
     args = parser.parse_args(argv)
     small, large = sorted(args.sizes)
     if small < 1 or small == large:
         parser.error(f"--sizes needs two different positive sizes, not {args.sizes[0]} and {args.sizes[1]}")
     if shutil.which("valgrind") is None:
         parser.error("valgrind is not installed: apt-get install -y valgrind")
-    (few, few_steps), (many, many_steps) = (count(args.shape, size, args.layer_width) for size in (small, large))
+    counter = count_trund if args.trund else count
+    (few, few_steps), (many, many_steps) = (counter(args.shape, size, args.layer_width) for size in (small, large))
     if many_steps == few_steps:
         parser.error(f"{args.shape} has {few_steps} steps at both sizes: choose sizes further apart")
     per_step = (many - few) / (many_steps - few_steps)
-    print(f"{args.shape}, in process: {per_step:,.0f} instructions per step "
+    print(f"{args.shape}, {'trund' if args.trund else 'in process'}: {per_step:,.0f} instructions per step "
           f"({few:,} for {few_steps:,} steps, {many:,} for {many_steps:,})")
     return 0
 
