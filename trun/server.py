@@ -602,9 +602,12 @@ def _log_api_request(status: int, start_line: tornado.httputil.RequestStartLine 
     _log_status(status, summary, seconds)
 
 
+_ACCESS_LOG = logging.getLogger("tornado.access")  # Tornado's own access log
+
+
 def _log_status(status: int, summary: Callable[[], str], seconds: float) -> None:
     # Successful RPCs are the steady heartbeat of every worker: keep them at DEBUG.
-    access = logging.getLogger("tornado.access")
+    access = _ACCESS_LOG
     if status < 400:
         if not access.isEnabledFor(logging.DEBUG):
             return  # the summary below costs more than the request's own logging
