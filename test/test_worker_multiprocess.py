@@ -55,14 +55,8 @@ class FileStep(trun.Step):
             out.write(str(os.getpid()))
 
 
-class DrawsRandom(trun.Step):
-    """Writes a number drawn from the ``random`` module into ``<path>/<name>``."""
-
-    path = trun.Parameter()
-    name = trun.Parameter()
-
-    def output(self) -> Any:
-        return trun.LocalTarget(os.path.join(self.path, self.name))
+class DrawsRandom(FileStep):
+    """Writes a number drawn from the ``random`` module instead of its pid."""
 
     def run(self) -> None:
         import random
