@@ -278,6 +278,28 @@ def test_priority_propagates_through_placeholders_added_later(sch):
     assert order_of(sch) == ["A", "B", "C", "D"]
 
 
+def test_a_dependency_of_negative_priority_is_raised_to_its_dependents_priority(sch):
+    sch.add_step(worker=W, step_id="A", priority=-5)
+    sch.add_step(worker=W, step_id="B", priority=-1)
+    sch.add_step(worker=W, step_id="C", deps=["A"])
+    assert sch.step_list("", "")["A"]["priority"] == 0
+    assert order_of(sch) == ["A", "C", "B"]
+
+
+def test_a_placeholder_of_negative_priority_is_raised_by_a_later_dependent(sch):
+    sch.add_step(worker=W, step_id="C", deps=["A"], priority=-5)  # A: a placeholder at -5
+    sch.add_step(worker=W, step_id="D", deps=["A"], priority=2)
+    assert sch.step_list("", "")["A"]["priority"] == 2
+
+
+def test_priorities_loaded_from_a_dump_are_still_raised(sch, make_scheduler):
+    sch.add_step(worker=W, step_id="A", priority=-3)
+    other = make_scheduler()
+    other.load_state(json.loads(json.dumps(sch.dump_state())))
+    other.add_step(worker=W, step_id="C", deps=["A"], priority=1)
+    assert other.step_list("", "")["A"]["priority"] == 1
+
+
 def test_priority_propagation_tolerates_dependency_cycles(sch):
     sch.add_step(worker=W, step_id="A", deps=["B"])
     sch.add_step(worker=W, step_id="B", deps=["A"], priority=3)

@@ -403,8 +403,10 @@ class Scheduler(SchedulerQueries):
 
     def _raise_priority(self, s: StepRecord, priority: float) -> None:
         """Raise the priority of ``s`` and, transitively, of its dependencies (never lowers)."""
-        if priority <= s.priority and not s.deps:
-            return  # nothing to raise (the usual report of a leaf)
+        if priority <= s.priority and (not s.deps or s.priority <= self._state.lowest_priority):
+            # Nothing to raise: the usual report of a leaf, or of any step while all
+            # steps share one priority (no dependency ranks below the lowest).
+            return
         st = self._state
         stack = [(s, priority)]
         while stack:
@@ -636,6 +638,7 @@ class Scheduler(SchedulerQueries):
             # Created detached; the end() below indexes it once.
             s = st.new_step(step_id, PENDING, now)
             s.priority = priority
+            st.note_priority(priority)
         elif s.status is not RUNNING and w.disabled:
             return
         elif status in (DONE, FAILED) and worker in s.revoked:
@@ -776,6 +779,7 @@ class Scheduler(SchedulerQueries):
                 return
             dep = st.new_step(dep_id, UNKNOWN, now)
             dep.priority = priority
+            st.note_priority(priority)
             st.add_stakeholder(dep, worker)
             st.end(dep)
             return

@@ -445,6 +445,9 @@ class SchedulerState:
         #: worker may still be running the step and report it late, after the step
         #: was removed and added again: the new record must still ignore it.
         self.tombstones: dict[str, tuple[str, ...]] = {}
+        #: No step's priority is below this (a new record has 0; see :meth:`note_priority`).
+        #: While every step has it, raising a step's priority has no dependency to raise.
+        self.lowest_priority: float = 0
         self._seq = itertools.count()
         self._dl_seq = itertools.count()
 
@@ -469,6 +472,11 @@ class SchedulerState:
         heapq.heappush(self.deadlines, (when, next(self._dl_seq), kind, key))
 
     # ------------------------------------------------------------ steps
+    def note_priority(self, priority: float) -> None:
+        """Keep :attr:`lowest_priority` true: call after giving a step a priority other than by raising it."""
+        if priority < self.lowest_priority:
+            self.lowest_priority = priority
+
     def new_step(self, step_id: str, status: StepStatus, now: float) -> StepRecord:
         """Create a step, *detached*: set its fields, then call :meth:`end` to index it.
 
@@ -540,6 +548,7 @@ class SchedulerState:
         """
         s = self.new_step(step_id, UNKNOWN, now)
         s.priority = priority
+        self.note_priority(priority)
         w = self.workers[worker_id]
         s.stakeholders = w.alone
         w.stakes.add(step_id)
@@ -946,6 +955,7 @@ class SchedulerState:
         if old is not None:
             self.remove_step(old)
         self.tombstones.pop(s.id, None)
+        self.note_priority(s.priority)
         for w_id in itertools.chain(s.workers, s.stakeholders, [s.worker_running] if s.worker_running else []):
             self.get_worker(w_id, now)
         deps, workers, stakeholders = s.deps, s.workers, s.stakeholders
@@ -995,6 +1005,8 @@ class SchedulerState:
         check(all(len(set(users)) == len(users) for users in self.rdeps.values() if type(users) is tuple),
               "a dependents tuple has duplicates")
         check(not self.tombstones.keys() & steps.keys(), "a known step still has a tombstone")
+        low = [sid for sid, s in steps.items() if s.priority < self.lowest_priority]
+        check(not low, f"steps {sorted(low)[:5]} rank below lowest_priority {self.lowest_priority}")
         used: dict[str, int] = {}
         batches: dict[str, set[str]] = {}
         counters = {wid: [0, 0, 0] for wid in workers}
