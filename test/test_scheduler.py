@@ -359,6 +359,18 @@ def test_deps_given_as_string_is_rejected_with_hint(sch):
         sch.add_step(worker=W, step_id="B", deps="A")
 
 
+@pytest.mark.parametrize("bad", [3, "", None, b"A"])
+def test_a_dependency_that_is_not_a_step_id_is_named_and_nothing_changes(sch, bad):
+    with pytest.raises(TypeError, match=rf"deps must contain step ids \(non-empty strings\), got {bad!r}"):
+        sch.add_step(worker=W, step_id="B", deps=["A", bad, "C"])
+    assert sch.step_list("", "") == {}
+
+
+def test_new_deps_that_are_not_step_ids_are_named(sch):
+    with pytest.raises(TypeError, match=r"new_deps must contain step ids .*got 7"):
+        sch.add_step(worker=W, step_id="B", new_deps=[7])
+
+
 def test_empty_step_id_is_rejected(sch):
     with pytest.raises(ValueError, match="step_id must be a non-empty string"):
         sch.add_step(worker=W, step_id="")

@@ -199,9 +199,9 @@ def _interned(step_id: str, deps: Sequence[str] | None, new_deps: Sequence[str] 
     """
     intern = sys.intern
     if deps:
-        deps = [intern(d) for d in deps]
+        deps = list(map(intern, deps))
     if new_deps:
-        new_deps = [intern(d) for d in new_deps]
+        new_deps = list(map(intern, new_deps))
     return (intern(step_id), deps, new_deps, intern(family) if type(family) is str else family,
             intern(module) if type(module) is str else module)
 
@@ -743,7 +743,7 @@ class Scheduler(SchedulerQueries):
             # w.stakes: the steps this worker is a stakeholder of already (a
             # step re-reported DONE need not look at each dependency again).
             stakes = w.stakes
-            if s.deps:
+            if s.deps and not stakes.issuperset(s.deps):  # usually it is: all staked when first reported
                 # In the order the worker listed them: new placeholders rank (and
                 # so run) in that order, which is the order the worker reports them
                 # in, so they join the ready queue in rank order (see RankHeap).
