@@ -533,6 +533,34 @@ def test_flatten_handles_none_strings_scalars_dicts_and_nesting():
     assert flatten(x for x in [1, [2]]) == [1, 2]
 
 
+class Numbered(trun.Step):
+    n = trun.IntParameter()
+
+
+class OtherNumbered(trun.Step):
+    n = trun.IntParameter()
+
+
+@pytest.mark.parametrize("size", [3, 16, 50])
+def test_flatten_of_a_long_list_of_steps_is_a_new_list_of_the_same_steps(size):
+    steps = [Numbered(n=i) for i in range(size)]
+    for given in (steps, tuple(steps)):
+        flat = flatten(given)
+        assert flat == steps and flat is not given
+
+
+def test_flatten_of_a_long_list_still_flattens_what_is_nested_in_it():
+    steps = [Numbered(n=i) for i in range(20)]
+    assert flatten([*steps, [OtherNumbered(n=1), None], {"k": steps[0]}]) == [*steps, OtherNumbered(n=1), steps[0]]
+    mixed = [*steps, *(OtherNumbered(n=i) for i in range(20))]
+    assert flatten(mixed) == mixed
+
+
+def test_flatten_of_a_long_list_of_steps_and_other_things_keeps_the_other_things():
+    items = [Numbered(n=i) for i in range(20)] + ["a", 1]
+    assert flatten(items) == items
+
+
 def test_getpaths_keeps_structure_of_requires(tmp_path):
     class Leaf(trun.ExternalStep):
         name = trun.Parameter()

@@ -743,11 +743,13 @@ class Scheduler(SchedulerQueries):
             # w.stakes: the steps this worker is a stakeholder of already (a
             # step re-reported DONE need not look at each dependency again).
             stakes = w.stakes
-            if s.deps and not stakes.issuperset(s.deps):  # usually it is: all staked when first reported
+            deps = s.deps
+            # Usually all are staked already (since the step's first report); a new first one says no at once.
+            if deps and not (deps[0] in stakes and stakes.issuperset(deps)):
                 # In the order the worker listed them: new placeholders rank (and
                 # so run) in that order, which is the order the worker reports them
                 # in, so they join the ready queue in rank order (see RankHeap).
-                for dep_id in s.deps:
+                for dep_id in deps:
                     if dep_id not in stakes:
                         self._stake_dependency(dep_id, w.id, priority, now)
 

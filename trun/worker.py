@@ -77,7 +77,7 @@ from typing import Any, NamedTuple, TypeVar
 from trun import parameter
 from trun.event import Event
 from trun.scheduler import StepReport
-from trun.step import Config, Register, Step, _class_facts, _no_event_handlers, validate_requirement
+from trun.step import _MANY, Config, Register, Step, _all_steps, _class_facts, _no_event_handlers, validate_requirement
 from trun.step_process import (
     EXIT_GRACE_SECONDS,
     REPORTER_METHODS,
@@ -898,7 +898,12 @@ class Worker:
                 current, is_complete = next_result()
                 outstanding -= 1
                 pacer.tick()
-                for dep in self._add(current, is_complete):
+                deps, dep_ids = self._add(current, is_complete)
+                # Nothing new (a layer's steps share their dependencies)? A new first one says no at once.
+                if not deps or (len(deps) >= _MANY and dep_ids[0] in seen  # type: ignore[index]
+                                and seen.issuperset(dep_ids)):  # type: ignore[arg-type]
+                    continue
+                for dep in deps:
                     dep_id = dep.step_id
                     if dep_id not in seen:
                         # _add checked that deps are Steps; reading step_id proved the rest,
@@ -946,8 +951,8 @@ class Worker:
     def _log_dependency_error(self, step: Step, trace: str) -> None:
         logger.warning("Will not run %s or any dependencies due to error in deps() method:\n%s", step, trace)
 
-    def _add(self, step: Step, is_complete: Any) -> list[Step]:
-        """Decide the status of one step, report it, and return its dependencies to visit."""
+    def _add(self, step: Step, is_complete: Any) -> tuple[list[Step], list[str] | None]:
+        """Decide the status of one step, report it, and return its dependencies to visit, and their ids."""
         facts = _report_facts(step)
         step_limit = self._config.step_limit
         deps: list[Step] | None = None
@@ -985,10 +990,11 @@ class Worker:
             else:
                 try:
                     deps = step.deps()
-                    for dep in deps:
-                        # A class made by Register is a Step class; anything else gets the full check.
-                        if type(type(dep)) is not Register:
-                            validate_requirement(step, dep)
+                    if len(deps) < _MANY or not _all_steps(deps):
+                        for dep in deps:
+                            # A class made by Register is a Step class; anything else gets the full check.
+                            if type(type(dep)) is not Register:
+                                validate_requirement(step, dep)
                     if facts.family not in self._batch_families_sent:  # None: the class names its own
                         self._add_step_batcher(step, facts)
                 except Exception as ex:
@@ -1032,7 +1038,7 @@ class Worker:
             _NO_OWNERS if facts.no_owners else step._owner_list())))  # owners
         if self.reporters:
             self._notify_reporters("on_scheduled", step, status, runnable)
-        return deps or []
+        return deps or [], dep_ids
 
     def _notify_reporters(self, method: str, *args: Any) -> None:
         for reporter in self.reporters:
