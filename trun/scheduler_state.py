@@ -622,16 +622,13 @@ class SchedulerState:
         old = s.deps
         if old == new:
             return  # the usual re-add: counters and links are right already
-        alone = (s.id,)  # what each dependency without other dependents gets: one tuple, shared
         if old:
             old_ids, new_ids = set(old), set(new)
             for d in old_ids - new_ids:
                 self._unlink(d, s.id)
-            for d in new_ids - old_ids:
-                self._link(d, s.id, alone)
+            self._link(new_ids - old_ids, s.id)
         else:  # the first dependencies (a fan-in's root has many): no sets to compare
-            for d in new:
-                self._link(d, s.id, alone)
+            self._link(new, s.id)
         s.deps = new
         self.deps_changed.add(s.id)
         self._recount(s)
@@ -652,19 +649,24 @@ class SchedulerState:
         s.n_unfinished = unfinished
         s.n_blocking = blocking
 
-    def _link(self, dep: str, step_id: str, alone: tuple[str]) -> None:
-        # Callers link only a dependency the step did not have: ``step_id`` is
-        # not among ``dep``'s dependents yet (looking would cost a comparison
-        # per dependent, for each of them: quadratic when a layer of steps all
-        # need the same few dozen).
+    def _link(self, deps: Iterable[str], step_id: str) -> None:
+        """Enter ``step_id`` among the dependents of each of ``deps``.
+
+        Callers link only dependencies the step did not have: ``step_id`` is
+        not among their dependents yet (looking would cost a comparison per
+        dependent, for each of them: quadratic when a layer of steps all need
+        the same few dozen).
+        """
         rdeps = self.rdeps
-        users = rdeps.get(dep)
-        if users is None:
-            rdeps[dep] = alone
-        elif type(users) is tuple:
-            rdeps[dep] = users + (step_id,) if len(users) < _RDEPS_TUPLE_MAX else {*users, step_id}
-        else:
-            users.add(step_id)
+        alone = (step_id,)  # what each dependency without other dependents gets: one tuple, shared
+        for dep in deps:
+            users = rdeps.get(dep)
+            if users is None:
+                rdeps[dep] = alone
+            elif type(users) is tuple:
+                rdeps[dep] = users + alone if len(users) < _RDEPS_TUPLE_MAX else {*users, step_id}
+            else:
+                users.add(step_id)
 
     def _unlink(self, dep: str, step_id: str) -> None:
         users = self.rdeps.get(dep)
@@ -961,9 +963,7 @@ class SchedulerState:
         deps, workers, stakeholders = s.deps, s.workers, s.stakeholders
         s.deps, s.workers, s.stakeholders = NO_IDS, (), ()
         self.steps[s.id] = s
-        alone = (s.id,)
-        for d in deps:
-            self._link(d, s.id, alone)
+        self._link(deps, s.id)
         s.deps = deps
         self._recount(s)
         for w_id in workers:
