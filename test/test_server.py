@@ -138,6 +138,28 @@ def test_unknown_path_is_404_with_json_body(trund):
         pytest.fail("expected 404")
 
 
+@pytest.mark.parametrize("path", ["/nothing/here", "/api", "/apiping"])
+def test_a_page_path_with_a_body_is_answered_by_the_pages_and_the_connection_goes_on(trund, path):
+    import http.client
+
+    host, port = urllib.parse.urlsplit(trund.url).netloc.split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        connection.request("POST", path, body=b"data=" + b"x" * 5000,
+                           headers={"Content-Type": "application/x-www-form-urlencoded"})
+        page = connection.getresponse()
+        assert page.status in (404, 405)
+        assert "error" in json.loads(page.read())
+        # The same keep-alive connection then carries an RPC as usual.
+        connection.request("POST", "/api/ping", body=urllib.parse.urlencode({"data": json.dumps({"worker": "w"})}),
+                           headers={"Content-Type": "application/x-www-form-urlencoded"})
+        rpc = connection.getresponse()
+        assert rpc.status == 200
+        assert json.loads(rpc.read()) == {"response": {"rpc_messages": []}}
+    finally:
+        connection.close()
+
+
 def test_api_path_with_extra_segments_is_404_with_json_body(trund):
     status, body, _ = call(trund.url, "ping/extra", data={"worker": "w"})
     assert status == 404

@@ -303,7 +303,7 @@ def test_children_find_what_the_worker_learned_before_forking(
     # it up again would load libc and build ctypes classes for every step.
     from trun import step_process
 
-    monkeypatch.setattr(step_process, "_pdeathsig", [])
+    step_process._pdeathsig_setter.cache_clear()
     looked_up_in: list[int] = []
     real_cdll = step_process.ctypes.CDLL
 

@@ -636,9 +636,7 @@ class Scheduler(SchedulerQueries):
             if w.disabled:
                 return
             # Created detached; the end() below indexes it once.
-            s = st.new_step(step_id, PENDING, now)
-            s.priority = priority
-            st.note_priority(priority)
+            s = st.new_step(step_id, PENDING, now, priority)
         elif s.status is not RUNNING and w.disabled:
             return
         elif status in (DONE, FAILED) and worker in s.revoked:
@@ -779,9 +777,7 @@ class Scheduler(SchedulerQueries):
             if self._fast_paths:
                 st.new_placeholder(dep_id, worker, priority, now)
                 return
-            dep = st.new_step(dep_id, UNKNOWN, now)
-            dep.priority = priority
-            st.note_priority(priority)
+            dep = st.new_step(dep_id, UNKNOWN, now, priority)
             st.add_stakeholder(dep, worker)
             st.end(dep)
             return

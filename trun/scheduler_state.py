@@ -477,13 +477,15 @@ class SchedulerState:
         if priority < self.lowest_priority:
             self.lowest_priority = priority
 
-    def new_step(self, step_id: str, status: StepStatus, now: float) -> StepRecord:
+    def new_step(self, step_id: str, status: StepStatus, now: float, priority: float = 0) -> StepRecord:
         """Create a step, *detached*: set its fields, then call :meth:`end` to index it.
 
         Until then its dependents count it as missing (unfinished, not blocking),
         which is what its ``p_done``/``p_block`` say.
         """
         s = StepRecord(step_id, status, now, next(self._seq))
+        s.priority = priority
+        self.note_priority(priority)
         s.revoked = self.tombstones.pop(step_id, ())
         self.steps[step_id] = s
         self.dirty.add(step_id)
@@ -546,9 +548,7 @@ class SchedulerState:
         ``stakes`` (it is not counted, ready, running, unstaked or due), and
         it is neither DONE nor blocking, which is what its dependents assume.
         """
-        s = self.new_step(step_id, UNKNOWN, now)
-        s.priority = priority
-        self.note_priority(priority)
+        s = self.new_step(step_id, UNKNOWN, now, priority)
         w = self.workers[worker_id]
         s.stakeholders = w.alone
         w.stakes.add(step_id)

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import importlib
 import inspect
 import logging
@@ -702,29 +703,28 @@ def _die_with_worker(worker_pid: int) -> None:
 
 
 _PR_SET_PDEATHSIG = 1
-_pdeathsig: list[Callable[[int], None] | None] = []  # the setter, once looked for
 
 
+@functools.cache
 def _pdeathsig_setter() -> Callable[[int], None] | None:
     """``prctl(PR_SET_PDEATHSIG, signal)`` as a function, or None where there is none (not Linux).
 
     Loading libc through ctypes builds classes and opens the library: done
     once per process and kept, so that forked children find it ready.
     """
-    if not _pdeathsig:
-        setter = None
-        if sys.platform.startswith("linux"):
-            try:
-                prctl = ctypes.CDLL(None, use_errno=True).prctl
-            except (OSError, AttributeError):  # no libc with prctl: children keep running as before
-                logger.debug("prctl(PR_SET_PDEATHSIG) unavailable; step processes won't follow their worker's death")
-            else:
-                def setter(signum: int) -> None:
-                    if prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0) != 0:
-                        errno = ctypes.get_errno()
-                        raise OSError(errno, os.strerror(errno))
-        _pdeathsig.append(setter)
-    return _pdeathsig[0]
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # no libc with prctl: children keep running as before
+        logger.debug("prctl(PR_SET_PDEATHSIG) unavailable; step processes won't follow their worker's death")
+        return None
+
+    def set_pdeathsig(signum: int) -> None:
+        if prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0) != 0:
+            errno = ctypes.get_errno()
+            raise OSError(errno, os.strerror(errno))
+    return set_pdeathsig
 
 
 def _child_main(step_process: StepProcess, conn: Any) -> None:

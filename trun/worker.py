@@ -900,11 +900,9 @@ class Worker:
                 pacer.tick()
                 deps, dep_ids = self._add(current, is_complete)
                 # Nothing new (a layer's steps share their dependencies)? A new first one says no at once.
-                if not deps or (len(deps) >= _MANY and dep_ids[0] in seen  # type: ignore[index]
-                                and seen.issuperset(dep_ids)):  # type: ignore[arg-type]
+                if not deps or (dep_ids[0] in seen and seen.issuperset(dep_ids)):
                     continue
-                for dep in deps:
-                    dep_id = dep.step_id
+                for dep, dep_id in zip(deps, dep_ids):
                     if dep_id not in seen:
                         # _add checked that deps are Steps; reading step_id proved the rest,
                         # unless the class has its own idea of "initialized".
@@ -951,7 +949,7 @@ class Worker:
     def _log_dependency_error(self, step: Step, trace: str) -> None:
         logger.warning("Will not run %s or any dependencies due to error in deps() method:\n%s", step, trace)
 
-    def _add(self, step: Step, is_complete: Any) -> tuple[list[Step], list[str] | None]:
+    def _add(self, step: Step, is_complete: Any) -> tuple[list[Step], list[str]]:
         """Decide the status of one step, report it, and return its dependencies to visit, and their ids."""
         facts = _report_facts(step)
         step_limit = self._config.step_limit
@@ -1038,7 +1036,7 @@ class Worker:
             _NO_OWNERS if facts.no_owners else step._owner_list())))  # owners
         if self.reporters:
             self._notify_reporters("on_scheduled", step, status, runnable)
-        return deps or [], dep_ids
+        return deps or [], dep_ids or []
 
     def _notify_reporters(self, method: str, *args: Any) -> None:
         for reporter in self.reporters:
